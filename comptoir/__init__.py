@@ -1,0 +1,1 @@
+"""Comptoir: a multi-tenant shop and counter platform for organizations that run activities."""

@@ -1,0 +1,7 @@
+"""Job health in the operator console (stub)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+blueprint = Blueprint("jobs_operators", __name__, template_folder="../templates")
