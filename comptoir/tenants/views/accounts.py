@@ -15,6 +15,11 @@ def home() -> Any:
     return render_template("base.html")
 
 
+@blueprint.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    return render_template("base.html")
+
+
 @blueprint.post("/logout")
 def logout() -> Any:
     logout_user()
