@@ -25,8 +25,19 @@ from comptoir.tenants.context import CustomDomainMiddleware, register_suspended_
 
 # Paths that stay the platform's own on an organization's custom domain.
 PLATFORM_PATHS = (
-    "/static", "/login", "/logout", "/password", "/invitations", "/account", "/api/",
-    "/webhooks/", "/healthz", "/readyz", "/operators", "/_dev/", "/o/",
+    "/static",
+    "/login",
+    "/logout",
+    "/password",
+    "/invitations",
+    "/account",
+    "/api/",
+    "/webhooks/",
+    "/healthz",
+    "/readyz",
+    "/operators",
+    "/_dev/",
+    "/o/",
 )
 
 # Same-origin only; the Stripe issue adds js.stripe.com where the Payment Element is shown.

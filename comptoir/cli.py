@@ -1,4 +1,4 @@
-"""The ``comptoir`` command: the app's Flask CLI group (``comptoir db upgrade``, ``comptoir run`` …)."""
+"""The ``comptoir`` command: the Flask CLI group (``comptoir db upgrade``, ``comptoir run``)."""
 
 from __future__ import annotations
 

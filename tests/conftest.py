@@ -18,15 +18,17 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
-from rq import SimpleWorker
 from rq import Queue as RQQueue
+from rq import SimpleWorker
 
 from comptoir.app import create_app
 from comptoir.platform.db import db
 from comptoir.platform.outbox import Queue
 from comptoir.platform.settings import Environment, Settings
 
-ADMIN_URL = os.environ.get("COMPTOIR_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "COMPTOIR_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 APP_ROLE = os.environ.get("COMPTOIR_TEST_APP_ROLE", "comptoir")
 PG_HOST = os.environ.get("COMPTOIR_TEST_PG_HOST", "127.0.0.1:5432")
 REDIS_BASE = os.environ.get("COMPTOIR_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -96,7 +98,7 @@ def table_names(app: Flask) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Truncate every table and flush this run's Redis database after each test that uses the app."""
+    """Truncate every table and flush this run's Redis database after each app test."""
     if "app" not in request.fixturenames:
         yield
         return

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask import g, has_request_context, request
 from sqlalchemy.orm import Mapped, mapped_column
 
-from comptoir.platform.db import BigId, JsonColumn, TenantMixin, UtcDateTime, db, utcnow
+from comptoir.platform.db import BigId, JsonColumn, Model, TenantMixin, UtcDateTime, db, utcnow
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Actor:
         return cls(label=label)
 
 
-class AuditLog(TenantMixin, db.Model):
+class AuditLog(TenantMixin, Model):
     __tablename__ = "audit_logs"
     __table_args__ = (
         *TenantMixin.tenant_table_args(),

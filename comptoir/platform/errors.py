@@ -97,7 +97,9 @@ def handle_http_exception(error: HTTPException) -> Any:
     if wants_json():
         code = _STATUS_CODES.get(status, "error")
         if status == 422:
-            return json_error(status, code, _("Some fields are not valid."), _fields_from_webargs(error))
+            return json_error(
+                status, code, _("Some fields are not valid."), _fields_from_webargs(error)
+            )
         if status == 429:
             return json_error(status, code, _("Too many requests; try again in a moment."))
         response = json_error(status, code, error.description or error.name)
@@ -113,7 +115,9 @@ def handle_http_exception(error: HTTPException) -> Any:
         404: _("This page does not exist or is not available to you."),
         429: _("Too many attempts in a short time. Wait a minute and try again."),
     }
-    return _error_page(status, titles.get(status, error.name), messages.get(status, error.description or ""))
+    return _error_page(
+        status, titles.get(status, error.name), messages.get(status, error.description or "")
+    )
 
 
 def handle_domain_error(error: DomainError) -> Any:
@@ -130,7 +134,7 @@ def handle_csrf_error(error: CSRFError) -> Any:
 
 
 def handle_unexpected(error: Exception) -> Any:
-    logger.exception("unhandled error", exc_info=error)
+    logger.error("unhandled error", exc_info=error)
     message = _("Something went wrong on our side. The team has been told.")
     if wants_json():
         return json_error(500, "internal_error", message)

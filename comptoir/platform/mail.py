@@ -25,13 +25,12 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.orm import Mapped, mapped_column
 
 from comptoir.platform import outbox
-from comptoir.platform.db import BigId, IdMixin, JsonColumn, UtcDateTime, db, utcnow
+from comptoir.platform.db import BigId, IdMixin, JsonColumn, Model, UtcDateTime, db, utcnow
 from comptoir.platform.settings import current_settings
 from comptoir.platform.tenancy import current_organization_id, unscoped
 
 
-
-class MailMessage(IdMixin, db.Model):
+class MailMessage(IdMixin, Model):
     """An e-mail owed or sent. Platform table: some mail (operator resets) has no organization."""
 
     __tablename__ = "mail_messages"
@@ -57,7 +56,7 @@ class MailMessage(IdMixin, db.Model):
 
 
 def sandboxed_environment(loader: Any = None, *, autoescape: bool = True) -> SandboxedEnvironment:
-    """The one Jinja environment for mail and tenant-authored text: no Python internals reachable."""
+    """The Jinja environment for mail and tenant-authored text: no Python internals reachable."""
     environment = SandboxedEnvironment(
         loader=loader,
         autoescape=select_autoescape(default_for_string=autoescape, default=autoescape),
@@ -160,7 +159,7 @@ def _send_smtp(url: str, email: EmailMessage) -> None:
 
 
 def deliver(mail_id: int) -> bool:
-    """Send one stored e-mail unless it was sent already. Runs inside the outbox job's transaction."""
+    """Send one stored e-mail unless already sent. Runs inside the outbox job's transaction."""
     settings = current_settings()
     url = settings.effective_mail_url
     with unscoped():

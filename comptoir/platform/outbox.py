@@ -24,7 +24,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from comptoir.platform.db import BigId, IdMixin, JsonColumn, UtcDateTime, db, utcnow
+from comptoir.platform.db import BigId, IdMixin, JsonColumn, Model, UtcDateTime, db, utcnow
 from comptoir.platform.tenancy import current_organization_id, tenant_scope, unscoped
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Queue(StrEnum):
     LOW = "low"
 
 
-class OutboxMessage(IdMixin, db.Model):
+class OutboxMessage(IdMixin, Model):
     """A job owed to the system. Platform table: the relay sweep reads it across organizations."""
 
     __tablename__ = "outbox_messages"

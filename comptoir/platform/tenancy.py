@@ -6,7 +6,7 @@ Two walls keep organizations apart:
    tenant rows with the current organization and raises when no organization is in scope.
 2. On PostgreSQL, every tenant table has ``FORCE ROW LEVEL SECURITY`` with a policy that reads the
    transaction-local settings ``comptoir.organization_id`` and ``comptoir.unscoped``; the session
-   keeps them in step with the Python scope (``SET LOCAL`` semantics through ``set_config(.., true)``).
+   keeps them in step with the Python scope (``SET LOCAL`` semantics: ``set_config(.., true)``).
 
 Cross-tenant work (operator console, sweeps) says so with :func:`unscoped`.
 """

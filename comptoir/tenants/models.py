@@ -12,10 +12,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from comptoir.platform.db import (
     BigId,
     IdMixin,
+    Model,
     TenantMixin,
     TimestampMixin,
     UtcDateTime,
-    db,
     tenant_foreign_key,
 )
 
@@ -49,7 +49,7 @@ def _enum(enum_class: type[StrEnum], name: str) -> sa.Enum:
     )
 
 
-class Organization(IdMixin, TimestampMixin, db.Model):
+class Organization(IdMixin, TimestampMixin, Model):
     """The tenant itself: not a tenant row, it is what tenant rows point at."""
 
     __tablename__ = "organizations"
@@ -88,7 +88,7 @@ class Organization(IdMixin, TimestampMixin, db.Model):
         return f"<Organization {self.slug}>"
 
 
-class CustomDomain(IdMixin, TimestampMixin, db.Model):
+class CustomDomain(IdMixin, TimestampMixin, Model):
     """A host name that serves one organization's microsite at ``/``.
 
     Looked up before any organization is known, so it is a platform table.
@@ -103,7 +103,7 @@ class CustomDomain(IdMixin, TimestampMixin, db.Model):
     organization: Mapped[Organization] = relationship()
 
 
-class User(IdMixin, TimestampMixin, UserMixin, db.Model):
+class User(IdMixin, TimestampMixin, UserMixin, Model):
     """A person who signs in: staff of one or more organizations, or a platform operator."""
 
     __tablename__ = "users"
@@ -133,7 +133,7 @@ class User(IdMixin, TimestampMixin, UserMixin, db.Model):
         return f"<User {self.email}>"
 
 
-class PasswordResetToken(IdMixin, TimestampMixin, db.Model):
+class PasswordResetToken(IdMixin, TimestampMixin, Model):
     __tablename__ = "password_reset_tokens"
 
     user_id: Mapped[int] = mapped_column(
@@ -146,7 +146,7 @@ class PasswordResetToken(IdMixin, TimestampMixin, db.Model):
     user: Mapped[User] = relationship()
 
 
-class Membership(TenantMixin, TimestampMixin, db.Model):
+class Membership(TenantMixin, TimestampMixin, Model):
     __tablename__ = "memberships"
     __table_args__ = TenantMixin.tenant_table_args(
         sa.UniqueConstraint("organization_id", "user_id", name="uq_memberships_org_user"),
@@ -161,7 +161,7 @@ class Membership(TenantMixin, TimestampMixin, db.Model):
     organization = relationship(Organization)
 
 
-class Invitation(TenantMixin, TimestampMixin, db.Model):
+class Invitation(TenantMixin, TimestampMixin, Model):
     """A staff invitation sent by e-mail; accepting it creates the membership."""
 
     __tablename__ = "invitations"
@@ -180,7 +180,7 @@ class Invitation(TenantMixin, TimestampMixin, db.Model):
     organization = relationship(Organization)
 
 
-class Customer(TenantMixin, TimestampMixin, db.Model):
+class Customer(TenantMixin, TimestampMixin, Model):
     """An account owner in the organization's customer database."""
 
     __tablename__ = "customers"
@@ -201,7 +201,7 @@ class Customer(TenantMixin, TimestampMixin, db.Model):
         return f"{self.first_name} {self.last_name}".strip()
 
 
-class ApiKey(TenantMixin, TimestampMixin, db.Model):
+class ApiKey(TenantMixin, TimestampMixin, Model):
     """A bearer key for the JSON API. Only a hash of the secret is kept."""
 
     __tablename__ = "api_keys"

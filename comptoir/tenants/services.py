@@ -153,7 +153,11 @@ def _set_status(
         audit.record(
             organization_id=organization.id,
             actor=actor,
-            action=f"organization.{'suspended' if status is OrganizationStatus.SUSPENDED else 'reactivated'}",
+            action=(
+                "organization.suspended"
+                if status is OrganizationStatus.SUSPENDED
+                else "organization.reactivated"
+            ),
             target=organization,
             before=before,
             after={"status": status.value, "reason": reason},
@@ -640,7 +644,7 @@ def get_customer(customer_id: int) -> Customer:
     return customer
 
 
-def search_customers_query(q: str | None = None) -> sa.Select[tuple[Customer]]:
+def search_customers_query(q: str | None = None) -> sa.Select[Any]:
     """Customers of the organization in scope matching ``q`` (name, e-mail or phone)."""
     query = sa.select(Customer).order_by(Customer.last_name, Customer.first_name, Customer.id)
     terms = (q or "").strip().split()

@@ -48,9 +48,11 @@ def test_orm_query_is_filtered_by_scope(two_organizations: tuple[int, int]) -> N
         assert other_id is None  # row-level security hides it from raw SQL too
     db.session.rollback()
     with unscoped():
-        other = db.session.execute(
-            sa.select(Customer.id).where(Customer.organization_id == second)
-        ).scalars().first()
+        other = (
+            db.session.execute(sa.select(Customer.id).where(Customer.organization_id == second))
+            .scalars()
+            .first()
+        )
     db.session.rollback()
     with tenant_scope(first):
         assert db.session.get(Customer, other) is None
@@ -70,9 +72,7 @@ def test_orm_bulk_update_is_filtered(two_organizations: tuple[int, int]) -> None
         db.session.execute(sa.update(Customer).values(phone="000"))
         db.session.commit()
     with unscoped():
-        phones = db.session.execute(
-            sa.select(Customer.organization_id, Customer.phone)
-        ).all()
+        phones = db.session.execute(sa.select(Customer.organization_id, Customer.phone)).all()
     assert {phone for org, phone in phones if org == first} == {"000"}
     assert "000" not in {phone for org, phone in phones if org == second}
 
@@ -80,9 +80,9 @@ def test_orm_bulk_update_is_filtered(two_organizations: tuple[int, int]) -> None
 def test_raw_sql_under_rls_sees_only_scoped_rows(two_organizations: tuple[int, int]) -> None:
     first, second = two_organizations
     with tenant_scope(first):
-        organization_ids = db.session.execute(
-            sa.text("SELECT organization_id FROM customers")
-        ).scalars().all()
+        organization_ids = (
+            db.session.execute(sa.text("SELECT organization_id FROM customers")).scalars().all()
+        )
     assert organization_ids == [first] * 3
     db.session.rollback()
     with tenant_scope(second):
@@ -114,7 +114,8 @@ def test_rls_refuses_writing_a_row_for_another_organization(
         db.session.execute(
             sa.text(
                 "INSERT INTO customers (organization_id, first_name, last_name, email, "
-                "email_normalized, phone, created_at) VALUES (:o, 'X', 'Y', 'x@y.z', 'x@y.z', '', now())"
+                "email_normalized, phone, created_at) "
+                "VALUES (:o, 'X', 'Y', 'x@y.z', 'x@y.z', '', now())"
             ),
             {"o": second},
         )

@@ -1,4 +1,4 @@
-"""Probes for load balancers and orchestrators: ``/healthz`` (process up), ``/readyz`` (can serve)."""
+"""Probes for load balancers: ``/healthz`` (process up), ``/readyz`` (able to serve)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 
-from comptoir.platform.settings import current_settings
 from comptoir.platform.db import db
 from comptoir.platform.queue import redis_connection
+from comptoir.platform.settings import current_settings
 
 blueprint = Blueprint("health", __name__)
 
