@@ -21,6 +21,7 @@ from comptoir.platform.observability import configure_logging, init_request_logg
 from comptoir.platform.queue import InProcessDispatcher, RQDispatcher
 from comptoir.platform.settings import SETTINGS_EXTENSION, Settings
 from comptoir.platform.tenancy import install_tenancy_guard, leave_scope
+from comptoir.tenants.auth import init_auth
 from comptoir.tenants.context import CustomDomainMiddleware, register_suspended_handler
 
 # Paths that stay the platform's own on an organization's custom domain.
@@ -85,6 +86,7 @@ def _init_extensions(app: Flask, settings: Settings) -> None:
     outbox.install_outbox_hooks(Session)
     migrate.init_app(app, db, directory=str(settings_migrations_directory()))
     login_manager.init_app(app)
+    init_auth()
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     limiter.init_app(app)
