@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -32,6 +33,7 @@ from comptoir.platform.settings import current_settings
 from comptoir.platform.tenancy import tenant_scope, unscoped
 from comptoir.tenants.models import (
     ApiKey,
+    CustomDomain,
     Customer,
     Invitation,
     Locale,
@@ -183,6 +185,57 @@ def reactivate_organization(*, organization: Organization, actor: Actor) -> Orga
     return _set_status(
         organization=organization, actor=actor, status=OrganizationStatus.ACTIVE, reason=None
     )
+
+
+HOST_PATTERN = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def add_custom_domain(*, organization: Organization, actor: Actor, host: str) -> CustomDomain:
+    """Serve the organization's microsite at ``https://<host>/`` (operators)."""
+    if not actor.is_operator:
+        raise ForbiddenError(_("Only platform operators can change custom domains."))
+    host = (host or "").strip().lower().rstrip(".")
+    platform_host = (urlsplit(current_settings().base_url).hostname or "").lower()
+    if not HOST_PATTERN.match(host) or host == platform_host:
+        message = _("Enter a host name such as boutique.example.org.")
+        raise ValidationError(message, fields={"host": [message]})
+    with unscoped():
+        taken = db.session.execute(
+            sa.select(CustomDomain.id).where(CustomDomain.host == host)
+        ).scalar_one_or_none()
+    if taken is not None:
+        message = _("This host name is already in use.")
+        raise ValidationError(message, fields={"host": [message]})
+    domain = CustomDomain(host=host, organization_id=organization.id)
+    db.session.add(domain)
+    db.session.flush()
+    with tenant_scope(organization.id):
+        audit.record(
+            organization_id=organization.id,
+            actor=actor,
+            action="custom_domain.added",
+            target=domain,
+            after={"host": host},
+        )
+        db.session.flush()
+    return domain
+
+
+def remove_custom_domain(*, organization: Organization, actor: Actor, domain: CustomDomain) -> None:
+    if not actor.is_operator:
+        raise ForbiddenError(_("Only platform operators can change custom domains."))
+    if domain.organization_id != organization.id:
+        raise NotFoundError(_("Custom domain not found."))
+    with tenant_scope(organization.id):
+        audit.record(
+            organization_id=organization.id,
+            actor=actor,
+            action="custom_domain.removed",
+            target=domain,
+            before={"host": domain.host},
+        )
+        db.session.delete(domain)
+        db.session.flush()
 
 
 # --------------------------------------------------------------------------- users and sign-in
