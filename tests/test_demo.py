@@ -135,7 +135,7 @@ def running_demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("COMPTOIR_", "PYTEST_", "VIRTUAL_ENV"))
+        if not key.startswith(("COMPTOIR_", "PYTEST_", "VIRTUAL_ENV", "MAKE", "MFLAGS"))
     }
     log = tmp_path / "make-demo.log"
     with log.open("w") as output:

@@ -15,7 +15,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import ValidationError as WTFormsValidationError
 
 from comptoir.platform.audit import AuditLog
 from comptoir.platform.db import db, utcnow
@@ -72,12 +73,19 @@ class OrganizationForm(FlaskForm):
     slug = StringField(
         _l("Address (slug)"),
         validators=[DataRequired(), Length(max=63)],
-        description=_l("Lowercase letters, digits and dashes; the microsite is /o/<slug>/."),
+        filters=[lambda value: (value or "").strip().lower()],
+        description=_l(
+            "Lowercase letters, digits and dashes. The microsite will be at /o/ followed by it."
+        ),
     )
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
     owner_email = StringField(
         _l("Owner's e-mail"),
-        validators=[DataRequired(), Length(max=254)],
+        validators=[
+            DataRequired(),
+            Length(max=254),
+            Email(message=_l("Enter a valid e-mail address.")),
+        ],
         description=_l("The first owner receives an invitation by e-mail."),
     )
     default_locale = SelectField(
@@ -88,6 +96,17 @@ class OrganizationForm(FlaskForm):
     currency = SelectField(
         _l("Currency"), choices=[SelectChoice(code) for code in CURRENCIES], default="CAD"
     )
+
+    def validate_slug(self, field: StringField) -> None:
+        # The same rule the service applies, checked here too so that every field's error shows
+        # at once; whether the slug is taken is left to the service.
+        if (
+            not services.SLUG_PATTERN.match(field.data or "")
+            or field.data in services.RESERVED_SLUGS
+        ):
+            raise WTFormsValidationError(
+                _("Use lowercase letters, digits and dashes (not a reserved word).")
+            )
 
 
 class SuspendForm(FlaskForm):
