@@ -6,7 +6,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-dev translations lint typecheck check services bench clean
+.PHONY: demo test install install-dev translations messages lint typecheck check services bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ install-dev: $(VENV)/.installed-dev translations
 
 translations: $(VENV)/.installed-main
 	$(BIN)/pybabel compile --use-fuzzy -d comptoir/translations -D messages --statistics 2>&1 | tail -n 2
+
+# Re-extracts the messages from code and templates into the French catalog (then translate it).
+messages: $(VENV)/.installed-main
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k _l --ignore-dirs=".venv tests bench migrations" -o comptoir/translations/messages.pot .
+	$(BIN)/pybabel update -i comptoir/translations/messages.pot -d comptoir/translations -D messages --no-fuzzy-matching
 
 # Runs Comptoir on its embedded default: SQLite in instance/, jobs in-process, mail in /_dev/mail.
 demo: install
