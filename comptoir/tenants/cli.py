@@ -140,7 +140,8 @@ def create_organization_command(
         invited = created.invitation.email
         link = created.invitation_url
     click.echo(summary)
-    click.echo(f"Owner invitation e-mailed to {invited}. Link (valid 7 days): {link}")
+    days = services.INVITATION_LIFETIME.days
+    click.echo(f"Owner invitation e-mailed to {invited}. Link (valid {days} days): {link}")
 
 
 @click.command("create-api-key")
