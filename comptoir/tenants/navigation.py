@@ -44,7 +44,9 @@ ADMIN_NAV: list[NavSection] = [
             NavItem("articles", _l("Articles"), None, Permission.MANAGE_CATALOG),
             NavItem("checkout_forms", _l("Checkout forms"), None, Permission.MANAGE_SHOPS),
             NavItem("orders", _l("Orders"), None, Permission.SELL),
-            NavItem("customers", _l("Customers"), None, Permission.VIEW_CUSTOMERS),
+            NavItem(
+                "customers", _l("Customers"), "tenants_admin.customers", Permission.VIEW_CUSTOMERS
+            ),
         ],
     ),
     NavSection(
@@ -53,8 +55,10 @@ ADMIN_NAV: list[NavSection] = [
         [
             NavItem("shop_settings", _l("Shop settings"), None, Permission.MANAGE_SHOPS),
             NavItem("stripe", _l("Stripe"), None, Permission.MANAGE_STRIPE),
-            NavItem("staff", _l("Staff"), None, Permission.MANAGE_STAFF),
-            NavItem("api_keys", _l("API keys"), None, Permission.MANAGE_API_KEYS),
+            NavItem("staff", _l("Staff"), "tenants_admin.staff", Permission.MANAGE_STAFF),
+            NavItem(
+                "api_keys", _l("API keys"), "tenants_admin.api_keys", Permission.MANAGE_API_KEYS
+            ),
         ],
     ),
 ]
