@@ -109,6 +109,7 @@ def settings_migrations_directory() -> Any:
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:
+    import comptoir.billing.taxes  # noqa: F401 - registers the billing models with the metadata
     import comptoir.jobs  # noqa: F401 - registers every job name with the outbox
 
     if settings.redis_url:
@@ -120,6 +121,7 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
 def _register_blueprints(app: Flask) -> None:
     from comptoir.jobs.views import operators as jobs_operators
     from comptoir.platform.views import dev_mail, health
+    from comptoir.storefront.views import admin as storefront_admin
     from comptoir.storefront.views import shop as storefront_shop
     from comptoir.tenants.views import accounts as tenants_accounts
     from comptoir.tenants.views import admin as tenants_admin
@@ -131,6 +133,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(tenants_operators.blueprint, url_prefix="/operators")
     app.register_blueprint(jobs_operators.blueprint, url_prefix="/operators/jobs")
     app.register_blueprint(tenants_admin.blueprint, url_prefix="/o/<org_slug>/admin")
+    app.register_blueprint(storefront_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(storefront_shop.blueprint, url_prefix="/o/<org_slug>")
     api.register_blueprint(tenants_api.blueprint)
     if not _is_production(app):

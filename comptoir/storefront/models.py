@@ -155,6 +155,11 @@ class Article(TenantMixin, TimestampMixin, Translatable, Model):
     def tag_ids(self) -> list[int]:
         return [link.tag_id for link in self.tag_links]
 
+    def price_bounds(self) -> tuple[int, int]:
+        """The lowest and highest price a customer may pay (variants may differ)."""
+        prices = [v.effective_price for v in self.variants] or [self.price]
+        return min(prices), max(prices)
+
     def __repr__(self) -> str:
         return f"<Article {self.id} {self.name_fr or self.name_en!r}>"
 

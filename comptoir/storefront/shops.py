@@ -364,7 +364,7 @@ def move_category(
 
 
 def ordered_article_ids(shop: Shop, tag_id: int | None = None) -> list[int]:
-    """Active articles of the shop's order (Design mode), optionally of one tag."""
+    """Active articles of the shop's categories (or of one tag) in the shop's order."""
     position = (
         sa.select(ShopArticlePosition.position)
         .where(
@@ -373,11 +373,11 @@ def ordered_article_ids(shop: Shop, tag_id: int | None = None) -> list[int]:
         )
         .scalar_subquery()
     )
-    query = sa.select(Article.id).where(Article.active.is_(True))
-    if tag_id is not None:
-        query = query.where(
-            Article.id.in_(sa.select(ArticleTag.article_id).where(ArticleTag.tag_id == tag_id))
-        )
+    tag_ids = [tag_id] if tag_id is not None else [c.tag_id for c in shop.categories]
+    query = sa.select(Article.id).where(
+        Article.active.is_(True),
+        Article.id.in_(sa.select(ArticleTag.article_id).where(ArticleTag.tag_id.in_(tag_ids))),
+    )
     query = query.order_by(
         position.asc().nulls_last(), Article.name_fr, Article.name_en, Article.id
     )
@@ -392,20 +392,20 @@ def reorder_articles(
     tag_id: int,
     article_ids: Sequence[int],
 ) -> None:
-    """Put the articles of one category in the order given.
+    """Put some articles of one category (all of them, or one page) in the order given.
 
-    Positions are per shop. The category's articles are permuted among the places they already
-    hold in the shop's whole order, so articles of other categories keep their relative order.
+    Positions are per shop. The articles given are permuted among the places they already hold
+    in the shop's whole order, so every other article keeps its place.
     """
-    current = ordered_article_ids(shop, tag_id)
+    current = set(ordered_article_ids(shop, tag_id))
     wanted = list(dict.fromkeys(article_ids))
-    if sorted(wanted) != sorted(current):
+    if not wanted or not set(wanted) <= current:
         raise ValidationError(
             _("The list of articles changed meanwhile; reload the page and try again."),
-            fields={"article_ids": [_("Give every article of the category once.")]},
+            fields={"article_ids": [_("Give articles of this category only.")]},
         )
     whole = ordered_article_ids(shop)
-    members = set(current)
+    members = set(wanted)
     slots = [index for index, article_id in enumerate(whole) if article_id in members]
     for slot, article_id in zip(slots, wanted, strict=True):
         whole[slot] = article_id

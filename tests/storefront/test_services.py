@@ -435,8 +435,18 @@ def test_categories_and_article_order(organization: Organization) -> None:
                 actor=ACTOR,
                 shop=stored,
                 tag_id=courses.id,
-                article_ids=ids[:2],
+                article_ids=[ids[0], 987654],
             )
+        # One page of the category: only those articles swap places.
+        shops.reorder_articles(
+            organization=organization,
+            actor=ACTOR,
+            shop=stored,
+            tag_id=courses.id,
+            article_ids=[ids[2], ids[3]],
+        )
+        db.session.commit()
+        assert shops.ordered_article_ids(stored, courses.id) == [ids[2], ids[1], ids[0], ids[3]]
 
 
 def test_switching_access_away_from_password_forgets_it(organization: Organization) -> None:
