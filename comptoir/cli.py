@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import click
-from flask.cli import FlaskGroup, run_command
+from flask.cli import FlaskGroup
+
+from comptoir.jobs.cli import serve_command
 
 
 def _create_app() -> object:
@@ -17,5 +19,6 @@ def main() -> None:
     """Comptoir: shops and counters for organizations that run activities."""
 
 
-# ``comptoir serve`` is the same as ``comptoir run``: the dev server.
-main.add_command(run_command, "serve")
+# ``comptoir serve``: ``comptoir run`` plus, on the embedded default, the periodic sweeps in a
+# background thread (``comptoir.jobs.cli``).
+main.add_command(serve_command, "serve")

@@ -1,9 +1,10 @@
 """Where outbox messages run: RQ queues in Redis, or a thread in this process.
 
 With ``COMPTOIR_REDIS_URL`` set, a committed outbox message becomes an RQ job that calls
-:func:`comptoir.platform.outbox.run_message` in a worker (``comptoir worker``), with retries and
-backoff. Without it (the embedded default), a single background thread runs the messages in order
-after the commit, inside an app context of its own.
+:func:`comptoir.jobs.runner.run_outbox_message` in a worker (``comptoir worker``), with retries on
+the outbox's backoff schedule. Without it (the embedded default), a single background thread runs
+the messages in order after the commit, inside an app context of its own; a failed message is
+tried again by the relay sweep once its backoff delay has passed.
 """
 
 from __future__ import annotations
@@ -24,17 +25,27 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Seconds between attempts; the outbox marks the message failed after outbox.MAX_ATTEMPTS.
-RETRY_INTERVALS = [10, 60, 300, 900]
+RETRY_INTERVALS = list(outbox.RETRY_DELAYS)
 RUN_MESSAGE = "comptoir.jobs.runner.run_outbox_message"
+# Failed RQ jobs stay a week for operators to look at.
+FAILURE_TTL = 7 * 24 * 3600
+# Workers listen in this order: the first non-empty queue wins.
+QUEUE_NAMES = tuple(queue.value for queue in outbox.Queue)
 
 
-def redis_connection(url: str) -> Redis:
-    return Redis.from_url(url)
+def redis_connection(url: str, *, timeout: float | None = None) -> Redis:
+    if timeout is None:
+        return Redis.from_url(url)
+    return Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
 
 
 def rq_queue(connection: Redis, name: str) -> RQQueue:
     return RQQueue(name, connection=connection)
+
+
+def rq_queues(connection: Redis) -> list[RQQueue]:
+    """Every Comptoir queue, highest priority first."""
+    return [rq_queue(connection, name) for name in QUEUE_NAMES]
 
 
 class RQDispatcher:
@@ -47,7 +58,7 @@ class RQDispatcher:
             message_id,
             retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
             description=f"outbox message {message_id}",
-            failure_ttl=7 * 24 * 3600,
+            failure_ttl=FAILURE_TTL,
         )
 
 
