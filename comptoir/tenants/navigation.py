@@ -41,7 +41,10 @@ ADMIN_NAV: list[NavSection] = [
         "ecommerce",
         _l("E-Commerce"),
         [
-            NavItem("articles", _l("Articles"), None, Permission.MANAGE_CATALOG),
+            NavItem(
+                "articles", _l("Articles"), "storefront_admin.articles", Permission.MANAGE_CATALOG
+            ),
+            NavItem("tags", _l("Tags"), "storefront_admin.tags", Permission.MANAGE_CATALOG),
             NavItem("checkout_forms", _l("Checkout forms"), None, Permission.MANAGE_SHOPS),
             NavItem("orders", _l("Orders"), None, Permission.SELL),
             NavItem(
@@ -53,7 +56,12 @@ ADMIN_NAV: list[NavSection] = [
         "organization",
         None,
         [
-            NavItem("shop_settings", _l("Shop settings"), None, Permission.MANAGE_SHOPS),
+            NavItem(
+                "shop_settings",
+                _l("Shop settings"),
+                "storefront_admin.shops",
+                Permission.MANAGE_SHOPS,
+            ),
             NavItem("stripe", _l("Stripe"), None, Permission.MANAGE_STRIPE),
             NavItem("staff", _l("Staff"), "tenants_admin.staff", Permission.MANAGE_STAFF),
             NavItem(
