@@ -87,3 +87,20 @@ def staff(organization: Organization, role: Role = Role.OWNER, **user_fields: An
     user = UserFactory(**user_fields)
     MembershipFactory(organization_ref=organization, user_ref=user, role=role)
     return user
+
+
+def api_key(organization: Organization, role: Role = Role.OWNER, name: str = "tests") -> str:
+    """A new API key of ``organization`` carrying ``role``; returns the secret sent as Bearer."""
+    from comptoir.platform.audit import Actor
+    from comptoir.platform.tenancy import tenant_scope
+    from comptoir.tenants import services
+
+    with tenant_scope(organization.id):
+        _key, plaintext = services.create_api_key(
+            organization=organization,
+            actor=Actor(label="tests", role=Role.OWNER.value),
+            name=name,
+            role=role,
+        )
+        db.session.commit()
+    return plaintext

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import marshmallow as ma
 from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -65,6 +66,24 @@ _STATUS_CODES = {
 }
 
 
+class ErrorDetailSchema(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "snake_case, for programs"})
+    message = ma.fields.String(required=True, metadata={"description": "for people"})
+    field_messages = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        required=True,
+        data_key="fields",
+        metadata={"description": "messages by input field name; empty when none applies"},
+    )
+
+
+class ErrorSchema(ma.Schema):
+    """The body of every JSON API error (the OpenAPI document's error responses)."""
+
+    error = ma.fields.Nested(ErrorDetailSchema, required=True)
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path.startswith("/webhooks/")
 
@@ -77,14 +96,29 @@ def json_error(
     return response
 
 
+def _flatten_messages(messages: Any, prefix: str, into: dict[str, list[str]]) -> None:
+    """Nested schemas say ``{"lines": {0: {"quantity": [..]}}}``: that is ``lines.0.quantity``."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            _flatten_messages(value, f"{prefix}.{key}" if prefix else str(key), into)
+    elif isinstance(messages, list | tuple):
+        for message in messages:
+            if isinstance(message, dict):
+                _flatten_messages(message, prefix, into)
+            else:
+                into.setdefault(prefix or "_schema", []).append(str(message))
+    else:
+        into.setdefault(prefix or "_schema", []).append(str(messages))
+
+
 def _fields_from_webargs(error: HTTPException) -> dict[str, Any]:
     """webargs puts ``{"json": {"field": [..]}}`` on 422s; flatten the location away."""
     data = getattr(error, "data", None) or {}
     messages = data.get("messages") or {}
-    fields: dict[str, Any] = {}
+    fields: dict[str, list[str]] = {}
     for location_messages in messages.values():
         if isinstance(location_messages, dict):
-            fields.update(location_messages)
+            _flatten_messages(location_messages, "", fields)
     return fields
 
 
@@ -92,20 +126,33 @@ def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
     return render_template("errors/error.html", status=status, title=title, message=message), status
 
 
+def _json_http_error(error: HTTPException, status: int) -> Response:
+    code = _STATUS_CODES.get(status, "error")
+    if status == 422:
+        response = json_error(
+            status, code, _("Some fields are not valid."), _fields_from_webargs(error)
+        )
+    elif status == 429:
+        response = json_error(status, code, _("Too many requests; try again in a moment."))
+    elif status == 400 and (getattr(error, "data", None) or {}).get("messages"):
+        # webargs answers a body it cannot decode with a 400 carrying its own messages.
+        response = json_error(status, code, _("The request body is not valid JSON."))
+    else:
+        response = json_error(status, code, error.description or error.name)
+    # Keep what the exception says about the protocol (Allow on 405, WWW-Authenticate on 401,
+    # Retry-After on 429); only the body is ours.
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers.add(name, value)
+    if status == 401 and "WWW-Authenticate" not in response.headers:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
 def handle_http_exception(error: HTTPException) -> Any:
     status = error.code or 500
     if wants_json():
-        code = _STATUS_CODES.get(status, "error")
-        if status == 422:
-            return json_error(
-                status, code, _("Some fields are not valid."), _fields_from_webargs(error)
-            )
-        if status == 429:
-            return json_error(status, code, _("Too many requests; try again in a moment."))
-        response = json_error(status, code, error.description or error.name)
-        if status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        return _json_http_error(error, status)
     titles = {
         404: _("Page not found"),
         403: _("Access refused"),

@@ -11,6 +11,7 @@ from flask_smorest import Api
 from flask_wtf.csrf import CSRFProtect
 
 from comptoir.platform.db import db
+from comptoir.platform.errors import ErrorSchema
 
 
 class ComptoirApi(Api):
@@ -18,7 +19,10 @@ class ComptoirApi(Api):
 
     The platform's error handlers answer JSON under ``/api/`` and HTML pages elsewhere
     (``comptoir.platform.errors``); flask-smorest would otherwise turn every 404 page into JSON.
+    The OpenAPI document describes those errors with the platform's own shape.
     """
+
+    ERROR_SCHEMA = ErrorSchema
 
     def _register_error_handlers(self) -> None:
         return None
