@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import ScriptInfo, get_debug_flag, run_command
+from flask.cli import ScriptInfo, get_debug_flag, run_command, with_appcontext
 from rq import SimpleWorker
 from werkzeug.serving import is_running_from_reloader
 
@@ -36,6 +36,7 @@ from comptoir.platform.settings import SETTINGS_EXTENSION, current_settings
     is_flag=True,
     help="Run jobs in the worker process instead of a forked child (debugging).",
 )
+@with_appcontext
 def worker_command(burst: bool, queues: tuple[str, ...], no_fork: bool) -> None:
     """Run an RQ worker for Comptoir's queues (e-mails, PDFs, webhooks)."""
     settings = current_settings()
@@ -73,6 +74,7 @@ def _echo_report(message: str, *, routine: bool = False) -> None:
     help="Seconds between a standby's attempts to take the lock (and the leader's lock checks).",
 )
 @click.option("--once", is_flag=True, help="If no other scheduler is active, run every entry once.")
+@with_appcontext
 def scheduler_command(retry_interval: float, once: bool) -> None:
     """Run the periodic sweeps; only one scheduler is active at a time, the others stand by."""
     stop = threading.Event()

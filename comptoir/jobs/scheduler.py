@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -291,7 +292,8 @@ class Scheduler:
     def _send_to_queue(self, entry: ScheduleEntry) -> str:
         assert entry.queue is not None
         connection = redis_connection(self.settings.redis_url)
-        job_id = f"comptoir-schedule-{entry.name}"
+        # RQ job ids allow letters, digits, underscores and dashes only.
+        job_id = "comptoir-schedule-" + re.sub(r"[^A-Za-z0-9_-]", "_", entry.name)
         try:
             status = Job.fetch(job_id, connection=connection).get_status()
         except NoSuchJobError:
