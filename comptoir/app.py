@@ -146,6 +146,7 @@ def _is_production(app: Flask) -> bool:
 
 
 def _register_cli(app: Flask) -> None:
+    from comptoir.billing.stripe_fake.cli import stripe_fake_command
     from comptoir.demo import seed_demo_command
     from comptoir.jobs.cli import scheduler_command, worker_command
     from comptoir.tenants.cli import (
@@ -161,6 +162,7 @@ def _register_cli(app: Flask) -> None:
         worker_command,
         scheduler_command,
         seed_demo_command,
+        stripe_fake_command,
     ):
         app.cli.add_command(command)
 

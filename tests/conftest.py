@@ -26,6 +26,9 @@ from comptoir.platform.db import db
 from comptoir.platform.outbox import Queue
 from comptoir.platform.settings import Environment, Settings
 
+# The Stripe fake and a gateway talking to it (stripe_server, stripe_fake, stripe_gateway...).
+pytest_plugins = ("tests.billing.stripe_helpers",)
+
 ADMIN_URL = os.environ.get(
     "COMPTOIR_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

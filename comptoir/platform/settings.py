@@ -48,6 +48,11 @@ class Settings:
     sentry_dsn: str = ""
     base_url: str = "http://localhost:5000"
     stripe_secret_key: str = ""
+    stripe_publishable_key: str = ""
+    stripe_webhook_secret: str = ""
+    # Where the Stripe API is reached; empty means api.stripe.com with a real key, else the
+    # Stripe fake on loopback ("simulated payments").
+    stripe_api_base: str = ""
     instance_path: Path = DEFAULT_INSTANCE_PATH
     # Flask-Limiter expressions for the endpoints that guess secrets.
     login_rate_limit: str = "10 per minute"
@@ -73,6 +78,9 @@ class Settings:
             sentry_dsn=_env("COMPTOIR_SENTRY_DSN"),
             base_url=_env("COMPTOIR_BASE_URL") or cls.base_url,
             stripe_secret_key=_env("COMPTOIR_STRIPE_SECRET_KEY"),
+            stripe_publishable_key=_env("COMPTOIR_STRIPE_PUBLISHABLE_KEY"),
+            stripe_webhook_secret=_env("COMPTOIR_STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base=_env("COMPTOIR_STRIPE_API_BASE"),
             instance_path=instance_path,
             login_rate_limit=_env("COMPTOIR_LOGIN_RATE_LIMIT") or cls.login_rate_limit,
             log_json=_env_bool("COMPTOIR_LOG_JSON", default=env is Environment.PRODUCTION),
