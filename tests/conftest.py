@@ -78,7 +78,13 @@ def make_settings(database_url: str, redis_url: str, tmp_path: Path, **extra: An
         mail_url="dev://",
         base_url="http://localhost",
         instance_path=tmp_path,
-        extra={"WTF_CSRF_ENABLED": False, "SERVER_NAME": None, **extra},
+        extra={
+            "WTF_CSRF_ENABLED": False,
+            "SERVER_NAME": None,
+            # Test runs may share a Redis database number: keep their rate-limit counters apart.
+            "RATELIMIT_KEY_PREFIX": f"test-{_worker_suffix()}",
+            **extra,
+        },
     )
 
 

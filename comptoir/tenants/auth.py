@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, redirect, request, url_for
-from flask_babel import lazy_gettext as _l
 
 from comptoir.platform.db import db
 from comptoir.platform.errors import wants_json
@@ -39,5 +38,4 @@ def init_auth() -> None:
     login_manager.user_loader(load_user)
     login_manager.unauthorized_handler(unauthorized)
     login_manager.login_view = "tenants_accounts.login"
-    login_manager.login_message = _l("Please sign in to open this page.")
     login_manager.session_protection = "basic"

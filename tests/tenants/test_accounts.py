@@ -157,6 +157,19 @@ def test_logout_needs_a_post(client: FlaskClient, alpha: dict[str, Any]) -> None
     assert client.get("/o/alpha/admin/").status_code == 200
 
 
+def test_login_required_redirects_pages_but_not_the_api(app: Flask) -> None:
+    from werkzeug.exceptions import Unauthorized
+
+    from comptoir.platform.extensions import login_manager
+
+    with app.test_request_context("/o/alpha/admin/orders/?page=2"):
+        response = login_manager.unauthorized()
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/login?next=/o/alpha/admin/orders/")
+    with app.test_request_context("/api/v1/o/alpha/customers"), pytest.raises(Unauthorized):
+        login_manager.unauthorized()
+
+
 # --------------------------------------------------------------------------- password reset
 
 
