@@ -7,6 +7,7 @@ database number. Tables are truncated after every test that touched them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,8 +65,13 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    # Spread concurrent test runs over Redis' numbered databases (1-15; 0 is left to humans).
-    number = 1 + os.getpid() % 15
+    # Redis' numbered databases 1-15 (0 is left to humans): the workers of one run get distinct
+    # numbers (they flush theirs after each test); separate runs are spread by their run id.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    worker_index = int(worker[2:]) if worker[2:].isdigit() else 0
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+    offset = int(hashlib.sha256(run_id.encode()).hexdigest(), 16)
+    number = 1 + (offset + worker_index) % 15
     return f"{REDIS_BASE}/{number}"
 
 
