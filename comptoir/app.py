@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask, g, request
 from flask_talisman import Talisman
+from werkzeug.middleware.proxy_fix import ProxyFix
 from sqlalchemy.orm import Session
 
 from comptoir.platform import outbox
@@ -76,6 +77,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_suspended_handler(app)
     app.wsgi_app = CustomDomainMiddleware(app, PLATFORM_PATHS)  # type: ignore[method-assign]
+    if settings.trusted_proxies:
+        # Outermost: the custom-domain lookup and the rate limits see the real host and client.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
     return app
 
 

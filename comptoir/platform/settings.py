@@ -37,6 +37,17 @@ def _env_bool(name: str, *, default: bool) -> bool:
     return raw.lower() in {"1", "true", "yes", "on"}
 
 
+def _env_int(name: str, *, default: int) -> int:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        message = f"{name} must be a whole number, not {raw!r}."
+        raise SettingsError(message) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     env: Environment = Environment.DEVELOPMENT
@@ -57,6 +68,9 @@ class Settings:
     # Flask-Limiter expressions for the endpoints that guess secrets.
     login_rate_limit: str = "10 per minute"
     log_json: bool = False
+    # How many reverse proxies (load balancer, ingress) sit in front and set X-Forwarded-*:
+    # the client address that rate limits count is read through exactly that many.
+    trusted_proxies: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -84,6 +98,7 @@ class Settings:
             instance_path=instance_path,
             login_rate_limit=_env("COMPTOIR_LOGIN_RATE_LIMIT") or cls.login_rate_limit,
             log_json=_env_bool("COMPTOIR_LOG_JSON", default=env is Environment.PRODUCTION),
+            trusted_proxies=_env_int("COMPTOIR_TRUSTED_PROXIES", default=0),
         )
 
     @property
