@@ -23,6 +23,7 @@ from flask import has_request_context, request, session
 from sqlalchemy.orm import selectinload
 
 from comptoir.platform.db import db
+from comptoir.platform.errors import DomainError
 from comptoir.platform.i18n import select_locale
 from comptoir.storefront import shops as shop_services
 from comptoir.storefront.models import (
@@ -40,6 +41,13 @@ from comptoir.tenants.context import current_role
 
 ACCESS_HEADER = "X-Shop-Access"
 SESSION_KEY_PREFIX = "shop_access."
+
+
+class ShopLockedError(DomainError):
+    """A password shop asked for without its password (``POST …/unlock`` first)."""
+
+    status = 403
+    code = "shop_locked"
 
 
 def current_audience() -> Audience:
