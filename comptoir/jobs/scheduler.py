@@ -291,23 +291,27 @@ class Scheduler:
 
     def _send_to_queue(self, entry: ScheduleEntry) -> str:
         assert entry.queue is not None
-        connection = redis_connection(self.settings.redis_url)
         # RQ job ids allow letters, digits, underscores and dashes only.
         job_id = "comptoir-schedule-" + re.sub(r"[^A-Za-z0-9_-]", "_", entry.name)
+        connection = redis_connection(self.settings.redis_url, timeout=10.0)
         try:
-            status = Job.fetch(job_id, connection=connection).get_status()
-        except NoSuchJobError:
-            status = None
-        if status in _UNFINISHED:
-            return f"previous run still {status.value if status else ''} in RQ; not queued again"
-        rq_queue(connection, entry.queue.value).enqueue(
-            RUN_SCHEDULED_ENTRY,
-            entry.name,
-            job_id=job_id,
-            description=f"scheduled {entry.name}",
-            result_ttl=max(int(entry.interval), 60),
-            failure_ttl=24 * 3600,
-        )
+            try:
+                status = Job.fetch(job_id, connection=connection).get_status()
+            except NoSuchJobError:
+                status = None
+            if status in _UNFINISHED:
+                state = status.value if status else ""
+                return f"previous run still {state} in RQ; not queued again"
+            rq_queue(connection, entry.queue.value).enqueue(
+                RUN_SCHEDULED_ENTRY,
+                entry.name,
+                job_id=job_id,
+                description=f"scheduled {entry.name}",
+                result_ttl=max(int(entry.interval), 60),
+                failure_ttl=24 * 3600,
+            )
+        finally:
+            connection.close()
         return f"sent to RQ queue {entry.queue.value}"
 
 

@@ -48,9 +48,14 @@ def rq_queues(connection: Redis) -> list[RQQueue]:
     return [rq_queue(connection, name) for name in QUEUE_NAMES]
 
 
+# Relaying happens right after a commit, in the request: an unreachable Redis must not hold the
+# response for long (the sweep relays the message later).
+DISPATCH_TIMEOUT = 5.0
+
+
 class RQDispatcher:
     def __init__(self, redis_url: str) -> None:
-        self.connection = redis_connection(redis_url)
+        self.connection = redis_connection(redis_url, timeout=DISPATCH_TIMEOUT)
 
     def __call__(self, message_id: int, queue: str) -> None:
         rq_queue(self.connection, queue).enqueue(

@@ -143,8 +143,10 @@ def test_retry_of_a_message_that_is_not_failed_changes_nothing(
 
 
 @pytest.fixture
-def embedded_client(app: Flask, database_url: str, tmp_path: Path) -> Iterator[FlaskClient]:
-    embedded = mail_app(database_url, "", tmp_path, mail_url="dev://")
+def embedded_client(
+    app: Flask, database_url: str, redis_url: str, tmp_path: Path
+) -> Iterator[FlaskClient]:
+    embedded = mail_app(database_url, "", tmp_path, mail_url="dev://", limits_url=redis_url)
     client = embedded.test_client()
     with embedded.app_context():
         login(client, UserFactory(is_operator=True).get_id())
@@ -159,9 +161,11 @@ def test_without_redis_the_page_says_jobs_run_in_process(embedded_client: FlaskC
 
 
 def test_with_redis_down_the_page_still_answers(
-    app: Flask, database_url: str, tmp_path: Path
+    app: Flask, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    broken = mail_app(database_url, "redis://127.0.0.1:1/0", tmp_path, mail_url="dev://")
+    broken = mail_app(
+        database_url, "redis://127.0.0.1:1/0", tmp_path, mail_url="dev://", limits_url=redis_url
+    )
     client = broken.test_client()
     try:
         with broken.app_context():

@@ -203,11 +203,11 @@ def test_an_entry_with_a_queue_goes_through_rq_once_at_a_time(
 
 
 def test_without_redis_an_entry_with_a_queue_runs_inline(
-    app: Flask, database_url: str, tmp_path: Path
+    app: Flask, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     from tests.platform.smtp import mail_app
 
-    embedded = mail_app(database_url, "", tmp_path, mail_url="dev://")
+    embedded = mail_app(database_url, "", tmp_path, mail_url="dev://", limits_url=redis_url)
     queued_sweeps.clear()
     try:
         Scheduler(embedded, lock=FileLock(tmp_path / "lock"), entries=[QUEUED_ENTRY]).run_entry(

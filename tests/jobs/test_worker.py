@@ -75,9 +75,9 @@ def test_worker_listens_to_the_queues_it_is_given(
 
 
 def test_worker_without_redis_says_why_it_has_nothing_to_do(
-    app: Flask, database_url: str, tmp_path: Path
+    app: Flask, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    embedded = mail_app(database_url, "", tmp_path, mail_url="dev://")
+    embedded = mail_app(database_url, "", tmp_path, mail_url="dev://", limits_url=redis_url)
     result = embedded.test_cli_runner().invoke(args=["worker", "--burst"])
     assert result.exit_code == 1
     assert "COMPTOIR_REDIS_URL is not set" in result.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -15,6 +15,7 @@ from aiosmtpd.controller import Controller
 from flask import Blueprint, Flask
 
 from comptoir.app import create_app
+from comptoir.platform.settings import Settings
 from tests.conftest import make_settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -87,16 +88,32 @@ class SMTPServer:
         self.controller.stop()
 
 
+def another_app(settings: Settings, *, limits_url: str) -> Flask:
+    """A second app in this process, beside the session's ``app``.
+
+    Flask-Limiter's extension object is shared: every ``create_app`` points its storage at that
+    app's settings. Keeping it on the test Redis (flushed after each test) leaves the session
+    app's rate limits as they were, whatever Redis URL this app is given.
+    """
+    return create_app(
+        replace(settings, extra={**settings.extra, "RATELIMIT_STORAGE_URI": limits_url})
+    )
+
+
 def mail_app(
-    database_url: str, redis_url: str, instance: Path, *, mail_url: str, **overrides: Any
+    database_url: str,
+    redis_url: str,
+    instance: Path,
+    *,
+    mail_url: str,
+    limits_url: str,
+    **overrides: Any,
 ) -> Flask:
     """An app on the test database whose mail goes to ``mail_url``, with the test templates."""
-    from dataclasses import replace
-
     settings = replace(make_settings(database_url, redis_url, instance), mail_url=mail_url)
     if overrides:
         settings = replace(settings, **overrides)
-    application = create_app(settings)
+    application = another_app(settings, limits_url=limits_url)
     application.register_blueprint(
         Blueprint("test_mail_templates", __name__, template_folder=str(TEMPLATES))
     )

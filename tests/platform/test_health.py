@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from comptoir.app import create_app
 from comptoir.platform.db import db
 from comptoir.platform.settings import Environment
 from tests.conftest import ADMIN_URL, make_settings
+from tests.platform.smtp import another_app
 
 PRODUCTION_SECRET = "production-secret-" + "s" * 32
 
@@ -42,9 +42,11 @@ def test_readyz_is_ok_when_database_and_redis_answer(client: FlaskClient) -> Non
 
 
 def test_readyz_names_an_unreachable_redis(
-    app: Flask, database_url: str, tmp_path: Path, extra_apps: list[Flask]
+    app: Flask, database_url: str, redis_url: str, tmp_path: Path, extra_apps: list[Flask]
 ) -> None:
-    broken = create_app(make_settings(database_url, "redis://127.0.0.1:1/0", tmp_path))
+    broken = another_app(
+        make_settings(database_url, "redis://127.0.0.1:1/0", tmp_path), limits_url=redis_url
+    )
     extra_apps.append(broken)
     response = broken.test_client().get("/readyz")
     assert response.status_code == 503
@@ -57,8 +59,9 @@ def test_readyz_names_an_unreachable_redis(
 def test_readyz_names_an_unreachable_database(
     app: Flask, redis_url: str, tmp_path: Path, extra_apps: list[Flask]
 ) -> None:
-    broken = create_app(
-        make_settings("postgresql+psycopg://nobody@127.0.0.1:1/none", redis_url, tmp_path)
+    broken = another_app(
+        make_settings("postgresql+psycopg://nobody@127.0.0.1:1/none", redis_url, tmp_path),
+        limits_url=redis_url,
     )
     extra_apps.append(broken)
     response = broken.test_client().get("/readyz")
@@ -72,7 +75,7 @@ def production_app(database_url: str, redis_url: str, tmp_path: Path) -> Flask:
         env=Environment.PRODUCTION,
         secret_key=PRODUCTION_SECRET,
     )
-    return create_app(settings)
+    return another_app(settings, limits_url=redis_url)
 
 
 def test_readyz_in_production_reports_a_superuser_connection(

@@ -41,7 +41,11 @@ def smtp_app(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Flask:
     return mail_app(
-        database_url, redis_url, tmp_path_factory.mktemp("mail"), mail_url=smtp_server.url
+        database_url,
+        redis_url,
+        tmp_path_factory.mktemp("mail"),
+        mail_url=smtp_server.url,
+        limits_url=redis_url,
     )
 
 
@@ -168,7 +172,9 @@ def test_queue_mail_refuses_header_injection(smtp_app: Flask) -> None:
 def test_unknown_transport_fails_the_job_without_marking_it_sent(
     app: Flask, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    broken = mail_app(database_url, redis_url, tmp_path, mail_url="carrier-pigeon://loft")
+    broken = mail_app(
+        database_url, redis_url, tmp_path, mail_url="carrier-pigeon://loft", limits_url=redis_url
+    )
     with broken.app_context():
         mail = queue_mail(
             to="a@example.org", template="receipt", context={"name": "A", "what": "B"}, locale="en"

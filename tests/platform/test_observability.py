@@ -17,7 +17,6 @@ import structlog
 from flask import Flask
 from flask.testing import FlaskClient
 
-from comptoir.app import create_app
 from comptoir.jobs.tenant import tenant_job
 from comptoir.platform.db import db
 from comptoir.platform.observability import (
@@ -31,6 +30,7 @@ from comptoir.platform.settings import SETTINGS_EXTENSION, Settings
 from comptoir.platform.tenancy import tenant_scope
 from tests.conftest import make_settings
 from tests.factories import OrganizationFactory, staff
+from tests.platform.smtp import another_app
 
 
 @tenant_job("tests.observability.noop")
@@ -83,9 +83,11 @@ def test_request_log_carries_request_id_and_organization(app: Flask, client: Fla
 
 
 def test_library_logs_inside_a_request_carry_its_request_id(
-    app: Flask, database_url: str, tmp_path: Path
+    app: Flask, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    broken = create_app(make_settings(database_url, "redis://127.0.0.1:1/0", tmp_path))
+    broken = another_app(
+        make_settings(database_url, "redis://127.0.0.1:1/0", tmp_path), limits_url=redis_url
+    )
     try:
         with json_logs(app) as read:
             response = broken.test_client().get("/readyz", headers={"X-Request-ID": "probe-7"})
