@@ -128,8 +128,10 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
 def _register_blueprints(app: Flask) -> None:
     from comptoir.jobs.views import operators as jobs_operators
     from comptoir.platform.views import dev_mail, health
+    from comptoir.billing import invoice_preview
     from comptoir.storefront.views import admin as storefront_admin
     from comptoir.storefront.views import api as storefront_api
+    from comptoir.storefront.views import cart_api as storefront_cart_api
     from comptoir.storefront.views import shop as storefront_shop
     from comptoir.tenants.views import accounts as tenants_accounts
     from comptoir.tenants.views import admin as tenants_admin
@@ -143,7 +145,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(tenants_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(storefront_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(storefront_shop.blueprint, url_prefix="/o/<org_slug>")
+    app.register_blueprint(invoice_preview.templates_blueprint)
     api.register_blueprint(tenants_api.blueprint)
+    api.register_blueprint(storefront_cart_api.blueprint)
     api.register_blueprint(storefront_api.blueprint)
     if not _is_production(app):
         app.register_blueprint(dev_mail.blueprint, url_prefix="/_dev/mail")

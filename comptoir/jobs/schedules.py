@@ -27,6 +27,7 @@ from typing import Any
 
 from comptoir.platform import outbox
 from comptoir.platform.outbox import Queue
+from comptoir.storefront import holds
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,14 @@ def relay_outbox() -> str:
     # Inline on purpose: this sweep is what makes up for a flushed or unreachable Redis.
     relayed = outbox.relay_pending()
     return f"{relayed} message(s) relayed"
+
+
+# --------------------------------------------------------------------------- storefront
+
+CART_SWEEP_INTERVAL = 60
+
+
+@schedule("storefront.sweep_carts", every=CART_SWEEP_INTERVAL)
+def sweep_carts() -> str:
+    # Housekeeping only: availability already ignores expired holds by time. Commits per batch.
+    return str(holds.sweep_expired())

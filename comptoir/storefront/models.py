@@ -251,6 +251,7 @@ class Shop(TenantMixin, TimestampMixin, Translatable, Model):
     __table_args__ = TenantMixin.tenant_table_args(
         sa.UniqueConstraint("organization_id", "slug", name="uq_shops_org_slug"),
         sa.CheckConstraint("cart_minutes >= 1", name="cart_minutes_positive"),
+        sa.CheckConstraint("max_cart_renewals >= 0", name="max_cart_renewals_not_negative"),
     )
 
     slug: Mapped[str] = mapped_column(sa.String(63), nullable=False)
@@ -266,6 +267,8 @@ class Shop(TenantMixin, TimestampMixin, Translatable, Model):
     password_version: Mapped[int] = mapped_column(sa.Integer, default=1, nullable=False)
     position: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
     cart_minutes: Mapped[int] = mapped_column(sa.Integer, default=20, nullable=False)
+    # How many times a customer may renew a cart that is about to expire.
+    max_cart_renewals: Mapped[int] = mapped_column(sa.Integer, default=2, nullable=False)
     payment_methods: Mapped[list[str]] = mapped_column(
         JsonColumn, default=lambda: ["offline"], nullable=False
     )
@@ -390,3 +393,11 @@ def install_catalog_version_hook(session_class: Any) -> None:
 
 
 install_catalog_version_hook(Session)
+
+# Carts live in their own module; importing them here registers them with every model import.
+from comptoir.storefront.cart_models import (  # noqa: E402, F401
+    Cart,
+    CartLine,
+    CartStatus,
+    StockHold,
+)

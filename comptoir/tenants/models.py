@@ -79,6 +79,10 @@ class Organization(IdMixin, TimestampMixin, Model):
     gst_hst_number: Mapped[str] = mapped_column(sa.String(40), default="", nullable=False)
     qst_number: Mapped[str] = mapped_column(sa.String(40), default="", nullable=False)
     pst_number: Mapped[str] = mapped_column(sa.String(40), default="", nullable=False)
+    # Owners and admins may always change a price in a cart; attendants only when this is on.
+    attendant_can_override_prices: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, nullable=False
+    )
 
     @property
     def is_active(self) -> bool:
