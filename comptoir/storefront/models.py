@@ -61,9 +61,9 @@ class Translatable:
 
     def localized(self, field: str, locale: str | None = None) -> str:
         if locale is None:
-            from comptoir.platform.i18n import select_locale
+            from comptoir.storefront.formatting import current_locale
 
-            locale = select_locale()
+            locale = current_locale()
         preferred = [locale, *(lang for lang in LANGUAGES if lang != locale)]
         for lang in preferred:
             value = getattr(self, f"{field}_{lang}", None)
@@ -358,17 +358,35 @@ CATALOG_MODELS: tuple[type, ...] = (
 )
 
 
-def bump_catalog_version(session: Session, organization_id: int) -> None:
-    """Invalidate the organization's cached shop pages (in the caller's transaction)."""
+_PENDING_VERSIONS = "comptoir_catalog_versions"
+
+
+def bump_catalog_version(session: Session, organization_id: int) -> int:
+    """Invalidate the organization's cached shop pages (in the caller's transaction).
+
+    Answers the new version; once the transaction commits, cached pages of older versions stop
+    answering (:func:`comptoir.storefront.page_cache.publish_versions`).
+    """
     table = cast(sa.Table, CatalogVersion.__table__)
     connection = session.connection()
-    updated = connection.execute(
+    version = connection.execute(
         sa.update(table)
         .where(table.c.organization_id == organization_id)
         .values(version=table.c.version + 1)
-    )
-    if updated.rowcount == 0:
-        connection.execute(sa.insert(table).values(organization_id=organization_id, version=2))
+        .returning(table.c.version)
+    ).scalar_one_or_none()
+    if version is None:
+        version = 2
+        connection.execute(
+            sa.insert(table).values(organization_id=organization_id, version=version)
+        )
+    slug = connection.execute(
+        sa.text("SELECT slug FROM organizations WHERE id = :id"), {"id": organization_id}
+    ).scalar_one_or_none()
+    if slug is not None:
+        pending: dict[str, int] = session.info.setdefault(_PENDING_VERSIONS, {})
+        pending[slug] = max(pending.get(slug, 0), int(version))
+    return int(version)
 
 
 def _bump_on_catalog_change(session: Session, flush_context: Any) -> None:
@@ -387,9 +405,24 @@ def _bump_on_catalog_change(session: Session, flush_context: Any) -> None:
         bump_catalog_version(session, organization_id)
 
 
+def _publish_after_commit(session: Session) -> None:
+    versions = session.info.pop(_PENDING_VERSIONS, None)
+    if versions:
+        from comptoir.storefront.page_cache import publish_versions
+
+        publish_versions(versions)
+
+
+def _forget_after_rollback(session: Session, *args: Any) -> None:
+    session.info.pop(_PENDING_VERSIONS, None)
+
+
 def install_catalog_version_hook(session_class: Any) -> None:
-    if not event.contains(session_class, "after_flush", _bump_on_catalog_change):
-        event.listen(session_class, "after_flush", _bump_on_catalog_change)
+    if event.contains(session_class, "after_flush", _bump_on_catalog_change):
+        return
+    event.listen(session_class, "after_flush", _bump_on_catalog_change)
+    event.listen(session_class, "after_commit", _publish_after_commit)
+    event.listen(session_class, "after_rollback", _forget_after_rollback)
 
 
 install_catalog_version_hook(Session)

@@ -24,8 +24,8 @@ from sqlalchemy.orm import selectinload
 
 from comptoir.platform.db import db
 from comptoir.platform.errors import DomainError
-from comptoir.platform.i18n import select_locale
 from comptoir.storefront import shops as shop_services
+from comptoir.storefront.formatting import current_locale
 from comptoir.storefront.models import (
     Article,
     ArticleImage,
@@ -151,7 +151,7 @@ def microsite_shops(audience: Audience) -> list[Shop]:
 
 
 def _localized_name_order() -> list[Any]:
-    locale = select_locale()
+    locale = current_locale()
     other = "en" if locale == "fr" else "fr"
     preferred = getattr(Article, f"name_{locale}")
     fallback = getattr(Article, f"name_{other}")

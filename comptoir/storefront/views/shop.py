@@ -29,7 +29,6 @@ from flask_login import current_user
 from comptoir.platform.db import db
 from comptoir.platform.errors import DomainError
 from comptoir.platform.extensions import limiter
-from comptoir.platform.i18n import select_locale
 from comptoir.platform.settings import current_settings
 from comptoir.storefront import images as image_files
 from comptoir.storefront import page_cache
@@ -38,7 +37,6 @@ from comptoir.storefront.formatting import format_price
 from comptoir.storefront.inventory import Availability
 from comptoir.storefront.models import Audience, ShopAccess
 from comptoir.storefront.visibility import (
-    ACCESS_HEADER,
     ShopView,
     first_images,
     microsite_shops,
@@ -107,43 +105,25 @@ def microsite() -> Any:
 # --------------------------------------------------------------------------- shop page
 
 
-def _cache_key(shop_slug: str) -> str | None:
-    """The page cache key when this request may be answered from the cache, else None."""
-    if (
-        page_cache.ttl_seconds() <= 0
-        or current_user.is_authenticated
-        or "_flashes" in session
-        or request.args.get("q")
-        or request.headers.get(ACCESS_HEADER)
-    ):
-        return None
-    organization = g.organization
-    return ":".join(
-        str(part)
-        for part in (
-            organization.id,
-            page_cache.catalog_version(),
-            shop_slug.lower(),
-            select_locale(),
-            _int_arg("category") or 0,
-            _int_arg("page") or 1,
-        )
-    )
+@blueprint.record_once
+def _install_page_cache(state: Any) -> None:
+    # Cached pages are answered in front of the app, before the organization is even looked up.
+    page_cache.install(state.app)
 
 
 @blueprint.get("/<shop_slug>/")
 def shop(shop_slug: str) -> Any:
-    key = _cache_key(shop_slug)
-    if key is not None:
-        cached = page_cache.page_cache().get(key)
-        if cached is not None:
-            return Response(cached, mimetype="text/html")
+    version = None
+    if page_cache.is_candidate(request.environ) and not current_user.is_authenticated:
+        # Read before the catalog itself: a change committed meanwhile makes this page stale
+        # at once rather than keeping it under the new version.
+        version = page_cache.current_version(g.organization.id, g.organization.slug)
     view = _shop_or_404(shop_slug)
     if not view.unlocked:
         return _unlock_page(view, status=401)
     html = _render_shop(view)
-    if key is not None and view.shop.access is ShopAccess.PUBLIC and not view.is_staff:
-        page_cache.page_cache().set(key, html.encode(), page_cache.ttl_seconds())
+    if version is not None and view.shop.access is ShopAccess.PUBLIC and not view.is_staff:
+        page_cache.keep_response(request.environ, version)
     return html
 
 
