@@ -131,6 +131,7 @@ def _register_blueprints(app: Flask) -> None:
     from comptoir.billing import invoice_preview
     from comptoir.storefront.views import admin as storefront_admin
     from comptoir.storefront.views import api as storefront_api
+    from comptoir.storefront.views import cart as storefront_cart
     from comptoir.storefront.views import cart_api as storefront_cart_api
     from comptoir.storefront.views import shop as storefront_shop
     from comptoir.tenants.views import accounts as tenants_accounts
@@ -145,6 +146,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(tenants_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(storefront_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(storefront_shop.blueprint, url_prefix="/o/<org_slug>")
+    app.register_blueprint(storefront_cart.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(invoice_preview.templates_blueprint)
     api.register_blueprint(tenants_api.blueprint)
     api.register_blueprint(storefront_cart_api.blueprint)
