@@ -21,6 +21,7 @@ from comptoir.platform.audit import Actor
 from comptoir.platform.db import db
 from comptoir.platform.settings import current_settings
 from comptoir.platform.tenancy import tenant_scope, unscoped
+from comptoir.storefront.demo import seed_catalog
 from comptoir.tenants import services
 from comptoir.tenants.cli import one_transaction
 from comptoir.tenants.models import Customer, Membership, Organization, Role, User
@@ -166,8 +167,12 @@ def seed_customers(demo: Demo) -> None:
                 )
 
 
+def seed_shop(demo: Demo) -> None:
+    seed_catalog(demo.org, demo.owner_actor())
+
+
 # In order; each domain appends its own step after the ones it builds on.
-STEPS: list[Callable[[Demo], None]] = [seed_organization, seed_people, seed_customers]
+STEPS: list[Callable[[Demo], None]] = [seed_organization, seed_people, seed_customers, seed_shop]
 
 
 def seed() -> Demo:
