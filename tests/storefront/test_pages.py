@@ -9,10 +9,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from comptoir.platform.audit import Actor
 from comptoir.platform.db import db
 from comptoir.platform.tenancy import tenant_scope
 from comptoir.storefront import shops as shop_services
-from comptoir.storefront.models import Shop, ShopArticlePosition
+from comptoir.storefront.models import ShopArticlePosition
+from comptoir.tenants.models import Organization
 from tests.storefront.world import (
     ACCESSES,
     CALLERS,
@@ -107,12 +109,9 @@ def test_password_shop_cannot_be_read_around(app: Flask, client: FlaskClient, wo
     with database(app), tenant_scope(world.organization_id):
         shop = shop_services.find_shop(world.shop_slugs["password"])
         assert shop is not None
-        organization = db.session.get(Shop, shop.id).organization_id  # type: ignore[union-attr]
-        from comptoir.tenants.models import Organization
-
         shop_services.update_shop(
-            organization=db.session.get(Organization, organization),  # type: ignore[arg-type]
-            actor=shop_services.Actor(label="owner"),
+            organization=db.session.get(Organization, world.organization_id),  # type: ignore[arg-type]
+            actor=Actor(label="owner"),
             shop=shop,
             data=shop_services.merge(shop_services.shop_data(shop), {"password": "nouveau-mdp"}),
         )
