@@ -24,6 +24,7 @@ from rq import SimpleWorker
 
 from comptoir.app import create_app
 from comptoir.platform.db import db
+from comptoir.platform.extensions import limiter
 from comptoir.platform.outbox import Queue
 from comptoir.platform.settings import Environment, Settings
 
@@ -126,6 +127,9 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         with db.engine.begin() as connection:
             connection.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
     Redis.from_url(url).flushdb()
+    # The limiter is one object shared by every app a test builds, bound to the storage of the
+    # last one built (memory or another Redis database): clear whichever it holds now.
+    limiter.reset()
 
 
 @pytest.fixture
