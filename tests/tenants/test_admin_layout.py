@@ -37,7 +37,7 @@ def test_dashboard_shows_the_sidebar_for_an_owner(
     labels = ("E-Commerce", "Articles", "Checkout forms", "Orders", "Shop settings", "Stripe")
     for label in labels:
         assert label in page
-    assert '<span class="soon">Checkout forms' in page
+    assert '<span class="soon">' in page  # entries without a page yet
 
 
 def test_current_page_is_marked_in_the_sidebar(client: FlaskClient, alpha: dict[Role, str]) -> None:
