@@ -325,3 +325,16 @@ def test_shop_settings_page_and_categories(app: Flask, admin: FlaskClient, world
     text = bad.get_data(as_text=True)
     assert "reserved word" in text
     assert _rows(app, Shop, Shop.slug == "admin") == []
+
+
+def test_bulk_actions_go_back_to_the_list_only(admin: FlaskClient, world: World) -> None:
+    ids = [str(world.articles[("none", "active")])]
+    url = _url(world, "/articles/bulk")
+    listing = _url(world, "/articles/?status=all&page=1")
+    kept = admin.post(url, data={"article_ids": ids, "action": "archive", "next": listing})
+    assert kept.headers["Location"].endswith(listing)
+    for elsewhere in ("//evil.example/o/x", "https://evil.example/", "/login"):
+        response = admin.post(
+            url, data={"article_ids": ids, "action": "restore", "next": elsewhere}
+        )
+        assert response.headers["Location"].endswith(_url(world, "/articles/")), elsewhere

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -127,9 +128,11 @@ def articles_bulk() -> Any:
     action = request.form.get("action", "")
     kind, _sep, tag_value = action.partition(":")
     chosen = services.articles_by_ids(_ids_from_form("article_ids"))
-    back = request.form.get("next") or url_for("storefront_admin.articles")
-    if not back.startswith("/"):
-        back = url_for("storefront_admin.articles")
+    back = url_for("storefront_admin.articles")
+    wanted = request.form.get("next", "")
+    # Back to the same list (its filters and page), never to another site.
+    if wanted.startswith(back) and not urlsplit(wanted).netloc:
+        back = wanted
     if kind not in BULK_ACTIONS or not chosen:
         flash(_("Choose some articles and an action."), "error")
         return redirect(back)
