@@ -85,6 +85,8 @@ _SECRET_HEADERS = {
     "x-api-key",
     "x-cart-token",
     "x-order-token",
+    "x-shop-access",
+    "x-csrftoken",
     "stripe-signature",
 }
 
