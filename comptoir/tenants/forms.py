@@ -16,12 +16,7 @@ from wtforms.validators import EqualTo, InputRequired, Length
 
 from comptoir.platform.errors import DomainError
 from comptoir.tenants.models import Role
-
-ROLE_LABELS = {
-    Role.OWNER: _l("Owner"),
-    Role.ADMIN: _l("Administrator"),
-    Role.ATTENDANT: _l("Attendant"),
-}
+from comptoir.tenants.permissions import ROLE_LABELS
 
 
 def role_choices(roles: Iterable[Role]) -> list[tuple[str, str]]:

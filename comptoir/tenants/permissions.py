@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from flask_babel import lazy_gettext as _l
+
 from comptoir.platform.errors import ForbiddenError
 from comptoir.tenants.models import Role
+
+# Shown to people (pages, e-mails); lazy so that each renders in its reader's language.
+ROLE_LABELS = {
+    Role.OWNER: _l("Owner"),
+    Role.ADMIN: _l("Administrator"),
+    Role.ATTENDANT: _l("Attendant"),
+}
 
 
 class Permission(StrEnum):

@@ -44,7 +44,7 @@ from comptoir.tenants.models import (
     Role,
     User,
 )
-from comptoir.tenants.permissions import Permission, ensure, grantable_roles
+from comptoir.tenants.permissions import ROLE_LABELS, Permission, ensure, grantable_roles
 
 INVITATION_LIFETIME = timedelta(days=7)
 PASSWORD_RESET_LIFETIME = timedelta(hours=1)
@@ -435,7 +435,7 @@ def invite_staff(
         context={
             "organization_name": organization.name,
             "inviter": actor.label,
-            "role": role.value,
+            "role": ROLE_LABELS[role],
             "url": url,
             "days": INVITATION_LIFETIME.days,
         },

@@ -304,7 +304,7 @@ def test_detail_shows_staff_invitations_and_audit_of_that_organization_only(
 
     page = operator_client.get("/operators/organizations/natation").get_data(as_text=True)
     assert "accueil@natation.example" in page
-    assert "attendant" in page
+    assert "Attendant" in page  # the role as people read it, not its stored value
     assert "proprio@autre.example" not in page
     assert "customer.updated" in page
     assert "customer #7" in page

@@ -33,6 +33,7 @@ from comptoir.tenants.models import (
     Role,
     User,
 )
+from comptoir.tenants.permissions import ROLE_LABELS
 
 blueprint = Blueprint("tenants_operators", __name__, template_folder="../templates")
 
@@ -307,6 +308,7 @@ def _render_detail(organization: Organization, status: int = 200, **forms: Any) 
             reactivate_form=ReactivateForm(formdata=None),
             domain_form=forms.get("domain_form") or CustomDomainForm(formdata=None),
             remove_domain_form=RemoveDomainForm(formdata=None),
+            role_labels=ROLE_LABELS,
         ),
         status,
     )
