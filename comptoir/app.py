@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, g, has_request_context, request
 from flask_talisman import Talisman
 from werkzeug.middleware.proxy_fix import ProxyFix
 from sqlalchemy.orm import Session
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _init_extensions(app, settings)
     _init_jobs(app, settings)
     _register_blueprints(app)
+    _connect_signals()
     _register_cli(app)
     _register_request_hooks(app)
     register_error_handlers(app)
@@ -126,13 +127,19 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from comptoir.billing import invoice_preview
+    from comptoir.billing.views import admin as billing_admin
+    from comptoir.billing.views import api as billing_api
+    from comptoir.billing.views import shop as billing_shop
     from comptoir.jobs.views import operators as jobs_operators
     from comptoir.platform.views import dev_mail, health
-    from comptoir.billing import invoice_preview
     from comptoir.storefront.views import admin as storefront_admin
     from comptoir.storefront.views import api as storefront_api
     from comptoir.storefront.views import cart as storefront_cart
     from comptoir.storefront.views import cart_api as storefront_cart_api
+    from comptoir.storefront.views import checkout as storefront_checkout
+    from comptoir.storefront.views import checkout_admin as storefront_checkout_admin
+    from comptoir.storefront.views import checkout_api as storefront_checkout_api
     from comptoir.storefront.views import shop as storefront_shop
     from comptoir.tenants.views import accounts as tenants_accounts
     from comptoir.tenants.views import admin as tenants_admin
@@ -147,12 +154,25 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(storefront_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(storefront_shop.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(storefront_cart.blueprint, url_prefix="/o/<org_slug>")
+    app.register_blueprint(storefront_checkout.blueprint, url_prefix="/o/<org_slug>")
+    app.register_blueprint(storefront_checkout_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(invoice_preview.templates_blueprint)
+    app.register_blueprint(billing_admin.blueprint, url_prefix="/o/<org_slug>/admin")
+    app.register_blueprint(billing_shop.blueprint, url_prefix="/o/<org_slug>")
     api.register_blueprint(tenants_api.blueprint)
+    api.register_blueprint(billing_api.blueprint)
     api.register_blueprint(storefront_cart_api.blueprint)
+    api.register_blueprint(storefront_checkout_api.blueprint)
     api.register_blueprint(storefront_api.blueprint)
     if not _is_production(app):
         app.register_blueprint(dev_mail.blueprint, url_prefix="/_dev/mail")
+
+
+def _connect_signals() -> None:
+    # Billing announces refunds and cancellations; the storefront gives the units back.
+    from comptoir.storefront.checkout import connect_signals
+
+    connect_signals()
 
 
 def _is_production(app: Flask) -> bool:
@@ -198,5 +218,6 @@ def _register_request_hooks(app: Flask) -> None:
         return {
             "current_locale": select_locale(),
             "organization": g.get("organization"),
-            "request_path": request.path,
+            # Jobs render documents (invoice PDFs) outside any request.
+            "request_path": request.path if has_request_context() else "",
         }

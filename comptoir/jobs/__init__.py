@@ -6,7 +6,8 @@ and every periodic entry with the scheduler (``comptoir.jobs.schedules``). A dom
 in ``comptoir/jobs/<domain>.py`` and are imported here.
 """
 
+from comptoir.jobs import billing as billing
 from comptoir.jobs import mail as mail
 from comptoir.jobs import schedules as schedules
 
-__all__ = ["mail", "schedules"]
+__all__ = ["billing", "mail", "schedules"]

@@ -105,6 +105,11 @@ class Article(TenantMixin, TimestampMixin, Translatable, Model):
         sa.CheckConstraint("sold >= 0", name="sold_not_negative"),
         sa.CheckConstraint("max_per_order IS NULL OR max_per_order >= 1", name="max_per_order"),
         sa.Index("ix_articles_org_active", "organization_id", "active"),
+        tenant_foreign_key(
+            ["checkout_form_id"],
+            "checkout_forms",
+            name="fk_articles_checkout_form_id_checkout_forms",
+        ),
     )
 
     name_fr: Mapped[str] = mapped_column(sa.String(200), default="", nullable=False)
@@ -121,7 +126,7 @@ class Article(TenantMixin, TimestampMixin, Translatable, Model):
     # Units sold for good (paid or promised orders); holds of open carts are counted apart.
     sold: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
     max_per_order: Mapped[int | None] = mapped_column(sa.Integer)
-    # The checkout form this article asks for; the checkout forms add the foreign key.
+    # The checkout form this article asks for (comptoir.storefront.checkout_forms).
     checkout_form_id: Mapped[int | None] = mapped_column(BigId)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, onupdate=utcnow)
 
@@ -252,6 +257,11 @@ class Shop(TenantMixin, TimestampMixin, Translatable, Model):
         sa.UniqueConstraint("organization_id", "slug", name="uq_shops_org_slug"),
         sa.CheckConstraint("cart_minutes >= 1", name="cart_minutes_positive"),
         sa.CheckConstraint("max_cart_renewals >= 0", name="max_cart_renewals_not_negative"),
+        tenant_foreign_key(
+            ["default_checkout_form_id"],
+            "checkout_forms",
+            name="fk_shops_default_checkout_form_id_checkout_forms",
+        ),
     )
 
     slug: Mapped[str] = mapped_column(sa.String(63), nullable=False)
@@ -428,9 +438,13 @@ def install_catalog_version_hook(session_class: Any) -> None:
 install_catalog_version_hook(Session)
 
 # Carts live in their own module; importing them here registers them with every model import.
+# Articles and shops point at checkout forms: their table joins the metadata the same way.
+from comptoir.storefront import checkout_forms as _checkout_forms  # noqa: E402
 from comptoir.storefront.cart_models import (  # noqa: E402, F401
     Cart,
     CartLine,
     CartStatus,
     StockHold,
 )
+
+del _checkout_forms

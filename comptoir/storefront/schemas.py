@@ -12,6 +12,7 @@ from typing import Any
 import marshmallow as ma
 from flask_babel import lazy_gettext as _l
 
+from comptoir.billing.schemas import CommunicationSettingsSchema, EtransferSettingsSchema
 from comptoir.storefront.services import TAX_CATEGORIES
 from comptoir.storefront.shops import MAX_CART_MINUTES, PAYMENT_METHODS
 from comptoir.storefront.validation import COLOR_PATTERN, MAX_PRICE, MAX_QUANTITY
@@ -193,17 +194,8 @@ class ShopSchema(ApiSchema):
     cart_minutes = ma.fields.Integer(required=True)
     payment_methods = ma.fields.List(Text(), required=True)
     default_checkout_form_id = _id(allow_none=True, required=True)
-    etransfer = ma.fields.Dict(keys=Text(), values=Text(), required=True)
-    communication = ma.fields.Dict(keys=Text(), values=Text(), required=True)
-
-
-def _settings_dict(**kwargs: Any) -> ma.fields.Dict:
-    return ma.fields.Dict(
-        keys=Text(validate=ma.validate.Length(min=1, max=50)),
-        values=Text(multiline=True, validate=ma.validate.Length(max=2000)),
-        validate=ma.validate.Length(max=20),
-        **kwargs,
-    )
+    etransfer = ma.fields.Nested(EtransferSettingsSchema, required=True)
+    communication = ma.fields.Nested(CommunicationSettingsSchema, required=True)
 
 
 class ShopCreateSchema(ApiSchema):
@@ -233,8 +225,8 @@ class ShopCreateSchema(ApiSchema):
         validate=ma.validate.Length(min=1, max=len(PAYMENT_METHODS)),
     )
     default_checkout_form_id = _id(allow_none=True, load_default=None)
-    etransfer = _settings_dict(load_default=dict)
-    communication = _settings_dict(load_default=dict)
+    etransfer = ma.fields.Nested(EtransferSettingsSchema, load_default=dict)
+    communication = ma.fields.Nested(CommunicationSettingsSchema, load_default=dict)
 
 
 ShopUpdateSchema = patch_schema(ShopCreateSchema, "ShopUpdateSchema")

@@ -325,6 +325,12 @@ def _check_skus(errors: check.FieldErrors, clean: _CleanArticle, article: Articl
             errors.add(field_name, _("This SKU is already used by another article."))
 
 
+def _checkout_form_exists(form_id: int) -> bool:
+    from comptoir.storefront.checkout_forms import form_exists
+
+    return form_exists(form_id)
+
+
 def _validate_article(data: ArticleData, article: Article | None) -> _CleanArticle:
     errors = check.FieldErrors()
     name_fr, name_en = check.translations(
@@ -350,6 +356,8 @@ def _validate_article(data: ArticleData, article: Article | None) -> _CleanArtic
         checkout_form_id = check.quantity(
             errors, "checkout_form_id", data.checkout_form_id, minimum=1
         )
+        if checkout_form_id is not None and not _checkout_form_exists(checkout_form_id):
+            errors.add("checkout_form_id", _("This checkout form does not exist."))
     variants = (
         _validate_variants(errors, data.variants, article) if data.variants is not None else None
     )

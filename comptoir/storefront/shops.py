@@ -33,11 +33,13 @@ from comptoir.storefront.models import (
     ShopCategory,
 )
 from comptoir.storefront.services import check_tag_ids
-from comptoir.tenants.models import Organization
+from comptoir.tenants.models import Membership, Organization
 
 SHOP_SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Paths of the microsite that a shop slug must not hide.
-RESERVED_SHOP_SLUGS = frozenset({"admin", "api", "static", "images", "login", "logout", "design"})
+RESERVED_SHOP_SLUGS = frozenset(
+    {"admin", "api", "static", "images", "login", "logout", "design", "documents", "orders"}
+)
 PAYMENT_METHODS = ("offline", "etransfer", "card")
 MIN_SHOP_PASSWORD_LENGTH = 4
 MAX_CART_MINUTES = 7 * 24 * 60
@@ -181,12 +183,40 @@ def _check_cart_minutes(errors: check.FieldErrors, value: Any) -> int:
 
 
 def _check_payment_methods(errors: check.FieldErrors, methods: Any) -> list[str]:
-    if not isinstance(methods, list) or any(m not in PAYMENT_METHODS for m in methods):
-        errors.add("payment_methods", _("Choose among: %(m)s.", m=", ".join(PAYMENT_METHODS)))
+    from comptoir.billing.payment_methods import shop_offerable
+
+    # Card appears once the card payment method is registered (Stripe); until then it is refused.
+    offerable = [m.name for m in shop_offerable() if m.name in PAYMENT_METHODS]
+    if not isinstance(methods, list) or any(m not in offerable for m in methods):
+        errors.add("payment_methods", _("Choose among: %(m)s.", m=", ".join(offerable)))
         return []
     if not methods:
         errors.add("payment_methods", _("Choose at least one payment method."))
     return list(dict.fromkeys(methods))
+
+
+def _staff_user_ids() -> list[int]:
+    return list(db.session.execute(sa.select(Membership.user_id)).scalars())
+
+
+def _check_settings(
+    errors: check.FieldErrors, name: str, value: Any, methods: list[str]
+) -> dict[str, Any]:
+    """The e-Transfer and e-mail settings, checked by billing, which uses them."""
+    from comptoir.billing import communications, etransfer
+
+    if not isinstance(value, dict):
+        errors.add(name, _("Give an object."))
+        return {}
+    try:
+        if name == "etransfer":
+            return etransfer.clean_settings(value, offered="etransfer" in methods)
+        return communications.clean_settings(value, staff_user_ids=_staff_user_ids())
+    except ValidationError as error:
+        for field_name, messages in error.fields.items():
+            for message in messages:
+                errors.add(f"{name}.{field_name}", message)
+        return {}
 
 
 def _validate_shop(data: ShopData, shop: Shop | None) -> _CleanShop:
@@ -206,9 +236,13 @@ def _validate_shop(data: ShopData, shop: Shop | None) -> _CleanShop:
         default_form = check.quantity(
             errors, "default_checkout_form_id", data.default_checkout_form_id, minimum=1
         )
-    for name in ("etransfer", "communication"):
-        if not isinstance(getattr(data, name), dict):
-            errors.add(name, _("Give an object."))
+        if default_form is not None:
+            from comptoir.storefront.checkout_forms import form_exists
+
+            if not form_exists(default_form):
+                errors.add("default_checkout_form_id", _("This checkout form does not exist."))
+    etransfer = _check_settings(errors, "etransfer", data.etransfer, methods)
+    communication = _check_settings(errors, "communication", data.communication, methods)
     customer_tags = (
         check_tag_ids(errors, "customer_tag_ids", data.customer_tag_ids)
         if data.customer_tag_ids is not None
@@ -231,8 +265,8 @@ def _validate_shop(data: ShopData, shop: Shop | None) -> _CleanShop:
         cart_minutes=cart_minutes,
         payment_methods=methods,
         default_checkout_form_id=default_form,
-        etransfer=dict(data.etransfer),
-        communication=dict(data.communication),
+        etransfer=etransfer,
+        communication=communication,
         customer_tag_ids=customer_tags,
         staff_tag_ids=staff_tags,
     )

@@ -690,6 +690,47 @@ def update_customer(
     return customer
 
 
+def find_or_create_customer(
+    *,
+    organization: Organization,
+    actor: Actor,
+    first_name: str,
+    last_name: str,
+    email: str,
+    phone: str = "",
+) -> Customer:
+    """The customer with this e-mail address, else a new one: how a checkout names its buyer.
+
+    Customers capture themselves at checkout, so no staff permission is asked; an existing
+    customer's details are left as they are (the order keeps what was typed). Two checkouts
+    creating the same new customer at once end with one row.
+    """
+    values = _clean_customer(
+        {"first_name": first_name, "last_name": last_name, "email": email, "phone": phone}
+    )
+    query = sa.select(Customer).where(Customer.email_normalized == values["email"].lower())
+    existing = db.session.execute(query).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    try:
+        with db.session.begin_nested():
+            customer = Customer(
+                organization_id=organization.id, email_normalized=values["email"].lower(), **values
+            )
+            db.session.add(customer)
+            db.session.flush()
+    except sa.exc.IntegrityError:
+        return db.session.execute(query).scalar_one()
+    audit.record(
+        organization_id=organization.id,
+        actor=actor,
+        action="customer.created",
+        target=customer,
+        after={**values, "source": "checkout"},
+    )
+    return customer
+
+
 def get_customer(customer_id: int) -> Customer:
     customer = db.session.get(Customer, customer_id)
     if customer is None:

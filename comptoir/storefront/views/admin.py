@@ -35,6 +35,7 @@ from comptoir.storefront.forms import (
     apply_service_error,
 )
 from comptoir.storefront.models import Article, ArticleTag, Audience, Shop, Tag
+from comptoir.storefront.views import checkout_admin
 from comptoir.storefront.views.shop import serve_image
 from comptoir.tenants.context import current_actor, install_organization_url_handling
 from comptoir.tenants.guards import staff_required
@@ -480,6 +481,8 @@ def shop_settings(shop_slug: str, tab: str) -> Any:
         if request.method == "POST":
             abort(405)
         return _categories_tab(shop)
+    if tab in checkout_admin.TABS:
+        return checkout_admin.settings_tab(shop, tab, SETTINGS_TABS)
     if request.method == "POST":
         abort(405)
     return render_template(
