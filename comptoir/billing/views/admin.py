@@ -129,7 +129,7 @@ def orders() -> Any:
     pages = max(math.ceil(total / PER_PAGE), 1)
     page = min(max(_int_arg("page") or 1, 1), pages)
     rows = list(db.session.execute(query.limit(PER_PAGE).offset((page - 1) * PER_PAGE)).scalars())
-    figures_by_id = {order.id: figures(order) for order in rows}
+    figures_by_id = order_services.figures_of(rows)
     export_args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template(
         "billing/admin/orders.html",
@@ -152,7 +152,8 @@ def orders() -> Any:
 @sell_required
 def orders_export() -> Any:
     filters = _filters()
-    rows = db.session.execute(_query(filters).limit(EXPORT_LIMIT)).scalars()
+    rows = list(db.session.execute(_query(filters).limit(EXPORT_LIMIT)).scalars())
+    all_figures = order_services.figures_of(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
@@ -175,7 +176,7 @@ def orders_export() -> Any:
         ]
     )
     for order in rows:
-        current = figures(order)
+        current = all_figures[order.id]
         writer.writerow(
             [
                 order.code,
@@ -322,6 +323,7 @@ def _order_page(order: Order, status: int = 200, **forms: Any) -> Any:
             },
             money=lambda amount: _money(amount, order.currency),
             state_label=state_label,
+            money_state_label=order_services.money_state_label,
             method_label=method_label,
             **context,
         ),
