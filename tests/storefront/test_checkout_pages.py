@@ -90,7 +90,9 @@ def test_a_customer_goes_through_steps_2_to_4_with_e_transfer(
     assert again.status_code == 303
     assert again.headers["Location"] == confirmation_url
     assert count(app, Order) == 1
-    confirmation = client.get(confirmation_url).get_data(as_text=True)
+    confirmation_page = client.get(confirmation_url)
+    assert confirmation_page.headers["Cache-Control"] == "private, no-store"
+    confirmation = confirmation_page.get_data(as_text=True)
     assert "C-1001" in confirmation
     assert "paiements@club.example" in confirmation
     assert "Couleur du bonnet?" in confirmation

@@ -15,7 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
@@ -594,6 +604,13 @@ def take_payment(shop_slug: str, token: str) -> Any:
     return _confirmation_page(
         view, _order_by_token(view, token), token, status=422, errors=errors, chosen_method=method
     )
+
+
+@blueprint.after_request
+def _private(response: Response) -> Response:
+    # Answers, signatures and order links are personal: no shared or back-button cache keeps them.
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 __all__ = ["Audience", "blueprint"]
