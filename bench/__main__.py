@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["shop_page"]
+BENCHMARKS = ["shop_page", "cart_add", "cart_sweep"]
 
 
 def main(argv: list[str]) -> int:

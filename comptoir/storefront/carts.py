@@ -311,13 +311,13 @@ def add_line(
     if wanted > MAX_QUANTITY:
         check_quantity(wanted)
     _check_max_per_order(cart, article, line, wanted)
+    # The line is written first, and the stock row locked last: the lock is then held only for
+    # the few statements that must see the other carts' holds. A refusal rolls the line back.
     if line is not None:
-        holds.hold_line(cart=cart, line=line, quantity=wanted)
         line.quantity = wanted
         db.session.flush()
+        holds.hold_line(cart=cart, line=line, quantity=wanted)
         return line
-    # Room first, then the line: a refusal writes nothing at all.
-    holds.ensure_room(cart=cart, key=StockKey(article.id, variant_id), quantity=wanted)
     price = unit_price_of(article, variant)
     line = CartLine(
         organization_id=cart.organization_id,
@@ -330,6 +330,7 @@ def add_line(
     )
     cart.lines.append(line)
     db.session.flush()
+    holds.ensure_room(cart=cart, key=StockKey(article.id, variant_id), quantity=wanted)
     holds.write_hold(cart=cart, line=line, quantity=wanted, new=True)
     return line
 
@@ -353,9 +354,9 @@ def change_quantity(
     article = db.session.get(Article, line.article_id)
     if article is not None:
         _check_max_per_order(cart, article, line, quantity)
-    holds.hold_line(cart=cart, line=line, quantity=quantity)
     line.quantity = quantity
     db.session.flush()
+    holds.hold_line(cart=cart, line=line, quantity=quantity)
     return line
 
 

@@ -382,7 +382,7 @@ def test_the_sweep_removes_100000_holds_in_batches_while_another_cart_adds_witho
     result = outcome["result"]
     assert result.holds_deleted == 100_000
     assert result.carts_expired == 100_000
-    assert result.batches >= 20
+    assert result.batches >= 10
     # The cart's requests went through while the sweep was still deleting, without waiting on it.
     assert added_at is not None
     assert added_at < outcome["finished"], (latencies, outcome)

@@ -48,10 +48,22 @@ def the_cart(app: Flask) -> tuple[int, list[int]]:
         return cart.id, lines
 
 
+def english(client: FlaskClient) -> FlaskClient:
+    """Read the pages in English (the organization's default is French)."""
+    with client.session_transaction() as cookie_session:
+        cookie_session["locale"] = "en"
+    return client
+
+
 def staff_client(app: Flask, world: CartWorld, who: str) -> FlaskClient:
-    client = app.test_client()
+    client = english(app.test_client())
     sign_in(client, world, who)
     return client
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return english(app.test_client())
 
 
 def test_the_article_page_adds_to_the_cart_and_the_cart_shows_totals_and_time(
@@ -74,14 +86,14 @@ def test_the_article_page_adds_to_the_cart_and_the_cart_shows_totals_and_time(
     assert "1. Cart" in html
     assert "4. Confirmation" in html
     assert 'aria-current="step"' in html
-    assert "Bonnet" in html
-    # 2 x 15,00 $ = 30,00 $; TPS 1,50 $; TVQ 2,99 $ (9.975 % of 3000 = 299.25); total 34,49 $.
-    assert "30,00" in html
-    assert "TPS" in html
-    assert "1,50" in html
-    assert "TVQ" in html
-    assert "2,99" in html
-    assert "34,49" in html
+    assert "Cap" in html
+    # 2 x $15.00 = $30.00; GST $1.50; QST $2.99 (9.975 % of 3000 = 299.25); total $34.49.
+    assert "$30.00" in html
+    assert "GST" in html
+    assert "$1.50" in html
+    assert "QST" in html
+    assert "$2.99" in html
+    assert "$34.49" in html
     assert 'data-expires-at="' in html
     assert 'aria-live="polite"' in html
     assert "storefront/cart.js" in html
@@ -154,7 +166,7 @@ def test_an_expired_cart_says_so_and_offers_what_is_still_available(
     cart_id, _lines = the_cart(app)
     move_expiry(app, cart_id, utcnow() - timedelta(minutes=1))
     # Someone else takes the last unit meanwhile.
-    other = app.test_client()
+    other = english(app.test_client())
     assert add(other, world, "last", 1).status_code == 302
 
     page = client.get(f"{world.shop_url}/cart")
@@ -206,7 +218,7 @@ def test_staff_powers_are_refused_to_customers_and_to_other_organizations(
     assert client.get(f"{base}/invoice").status_code == 403
     assert client.get(f"{base}/invoice.pdf").status_code == 403
     # Another visitor does not even reach it; nor does staff of another organization.
-    stranger = app.test_client()
+    stranger = english(app.test_client())
     assert stranger.get(base).status_code == 404
     assert stranger.post(f"{base}/lines/{line_id}/price", data=price).status_code == 404
     other_staff = staff_client(app, world, "other_owner")
@@ -262,8 +274,8 @@ def test_staff_change_a_price_and_the_expiry_and_preview_the_invoice(
     )
     assert changed.status_code == 302
     customer_page = client.get(f"{world.shop_url}/cart").get_data(as_text=True)
-    assert "Price changed by staff from 15,00" in customer_page
-    assert "24,00" in customer_page
+    assert "Price changed by staff from $15.00" in customer_page
+    assert "$24.00" in customer_page
 
     local = (utcnow() + timedelta(hours=3)).astimezone(ZoneInfo("America/Toronto"))
     moved = owner.post(f"{base}/expiry", data={"expires_at": local.strftime("%Y-%m-%dT%H:%M")})
@@ -283,7 +295,7 @@ def test_staff_change_a_price_and_the_expiry_and_preview_the_invoice(
     assert "PREVIEW" in text
     assert "123456789 RT0001" in text
     assert "Membre" in text
-    assert "-6,00" in text  # the discount: 2 x 3,00 $
+    assert "-$6.00" in text  # the discount: 2 x $3.00
     pdf = owner.get(f"{base}/invoice.pdf")
     assert pdf.status_code == 200
     assert pdf.mimetype == "application/pdf"
@@ -306,7 +318,7 @@ def test_page_api_and_preview_agree_on_the_totals(
     taxes_total = sum(tax["amount"] for tax in api["taxes"])
     assert api["subtotal"] == lines_total == 3 * 1500 + 4500 + 10000
     assert api["total"] == lines_total + taxes_total
-    total_text = f"{api['total'] // 100},{api['total'] % 100:02d}"
+    total_text = f"${api['total'] // 100}.{api['total'] % 100:02d}"
     page = client.get(f"{world.shop_url}/cart").get_data(as_text=True)
     preview = owner.get(f"{world.shop_url}/carts/{cart_id}/invoice").get_data(as_text=True)
     total_row = re.compile(r"data-cart-total>([^<]+)<")
@@ -314,3 +326,16 @@ def test_page_api_and_preview_agree_on_the_totals(
     assert match is not None
     assert total_text in match.group(1)
     assert total_text in preview.split("invoice__total", 1)[1]
+
+
+def test_the_cart_speaks_the_organizations_language_by_default(
+    app: Flask, world: CartWorld
+) -> None:
+    french = app.test_client()
+    assert add(french, world, "cap", 2).status_code == 302
+    html = french.get(f"{world.shop_url}/cart").get_data(as_text=True)
+    assert '<html lang="fr">' in html
+    assert "Bonnet" in html
+    assert "TPS" in html
+    assert "TVQ" in html
+    assert "34,49\u00a0$" in html

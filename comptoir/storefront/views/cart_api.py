@@ -276,6 +276,7 @@ def add_line(values: dict[str, Any], cart_id: int) -> dict[str, Any]:
             raise NotFoundError(message, fields={"variant_id": [message]})
     if not _is_staff():
         carts.remember_locale(cart, select_locale())
+    name = carts.line_name(article, variant, select_locale())
     line = carts.add_line(
         organization=current_organization(),
         actor=current_actor(),
@@ -284,8 +285,8 @@ def add_line(values: dict[str, Any], cart_id: int) -> dict[str, Any]:
         variant=variant,
         quantity=values["quantity"],
     )
-    # Answered from what is in hand: nothing to read again after the commit.
-    answer = _line_dict(line, carts.line_name(article, variant, select_locale()))
+    # The article's row stays locked until the commit: answer from what is in hand, no read.
+    answer = _line_dict(line, name)
     db.session.commit()
     return answer
 
