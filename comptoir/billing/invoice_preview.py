@@ -1,9 +1,9 @@
-"""The invoice document: what an invoice says, as an HTML page and as a PDF (WeasyPrint).
+"""An invoice as a document: what it says, as an HTML page and as a PDF (WeasyPrint).
 
 Billing knows invoices, not carts: callers describe the invoice with plain values
-(:class:`InvoiceDocument`), from a cart for the staff preview, from an order for the real thing.
-The same layout (``billing/invoice_preview.html``) serves both; a preview carries a visible "PREVIEW" mark
-and no number. Everything is written in the customer's language, whatever the viewer's.
+(:class:`InvoiceDocument`); the storefront builds one from a cart for the staff preview. The
+layout (``billing/invoice_preview.html``) marks a preview with a visible "PREVIEW" and gives it no
+number. Everything is written in the customer's language, whatever the viewer's.
 
 Contents follow what Canadian invoices need: the business name and address, its GST/HST, QST or
 PST registration numbers, the date, the customer when known, each line (a staff price change
@@ -29,9 +29,7 @@ from comptoir.billing.taxes import TaxTotal
 from comptoir.tenants.models import Organization
 
 # Registered by the app so that ``billing/…`` templates resolve; it has no routes of its own.
-templates_blueprint = Blueprint(
-    "billing_invoice_preview", __name__, template_folder="templates"
-)
+templates_blueprint = Blueprint("billing_invoice_preview", __name__, template_folder="templates")
 
 STYLESHEET = Path("billing") / "invoice_preview.css"
 PDF_MIMETYPE = "application/pdf"

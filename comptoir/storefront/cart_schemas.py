@@ -26,10 +26,13 @@ def _quantity(**kwargs: object) -> ma.fields.Integer:
 class CartTaxSchema(ApiSchema):
     code = ma.fields.String(required=True, metadata={"example": "QST"})
     name = ma.fields.String(required=True, metadata={"description": "In the caller's language."})
-    rate = ma.fields.Decimal(
-        as_string=True,
+    rate = ma.fields.String(
         required=True,
-        metadata={"description": "Percent, exact (a string): `9.975` is 9.975 %."},
+        metadata={
+            "description": "Percent, exact (a string): `9.975` is 9.975 %.",
+            "pattern": r"^[0-9]+(\.[0-9]+)?$",
+            "example": "9.975",
+        },
     )
     amount = ma.fields.Integer(required=True, metadata={"description": "Minor units."})
 
@@ -49,7 +52,7 @@ class CartLineSchema(ApiSchema):
     price_override_reason = ma.fields.String(
         required=True, allow_none=True, metadata={"description": "Why staff changed the price."}
     )
-    total = ma.fields.Integer(required=True, metadata={"description": "unit_price × quantity."})
+    total = ma.fields.Integer(required=True, metadata={"description": "unit_price times quantity."})
 
 
 class CartSchema(ApiSchema):

@@ -56,14 +56,14 @@ _CART_TOKEN_DOC = {
     "in": "header",
     "name": CART_TOKEN_HEADER,
     "required": False,
-    "schema": {"type": "string", "maxLength": 200},
+    "schema": {"type": "string"},
     "description": "The cart's token (from its creation). Staff of the organization omit it.",
 }
 _SHOP_ACCESS_DOC = {
     "in": "header",
     "name": "X-Shop-Access",
     "required": False,
-    "schema": {"type": "string", "maxLength": 500},
+    "schema": {"type": "string"},
     "description": "In a password shop: the access token from `POST /shops/{shop}/unlock`.",
 }
 _EXPIRED_DOC = "`cart_expired`: the cart expired and its items were released."
@@ -145,7 +145,7 @@ def cart_dict(cart: Cart, view: ShopView) -> dict[str, Any]:
         "lines": [_line_dict(line) for line in summary.lines],
         "subtotal": summary.subtotal,
         "taxes": [
-            {"code": tax.code, "name": tax.name, "rate": tax.rate, "amount": tax.amount}
+            {"code": tax.code, "name": tax.name, "rate": str(tax.rate), "amount": tax.amount}
             for tax in summary.taxes
         ],
         "total": summary.total,
