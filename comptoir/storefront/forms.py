@@ -100,6 +100,9 @@ class ArticleForm(FlaskForm):
         _l("Maximum per order (empty: no maximum)"), validators=[Optional()]
     )
     tag_ids = MultiCheckboxField(_l("Tags"), coerce=int)
+    checkout_form_id = SelectField(
+        _l("Checkout form"), coerce=lambda value: int(value) if str(value).isdigit() else None
+    )
     variants = FieldList(FormField(VariantForm), min_entries=0)
 
     def __init__(self, *args: Any, tags: list[Any], **kwargs: Any) -> None:
@@ -108,6 +111,12 @@ class ArticleForm(FlaskForm):
             SelectChoice(code, label) for code, label in TAX_CATEGORIES.items()
         ]
         self.tag_ids.choices = [SelectChoice(tag.id, tag.name) for tag in tags]
+        from comptoir.storefront.checkout_forms import list_forms
+
+        self.checkout_form_id.choices = [
+            SelectChoice("", _l("None: the shop's default form")),
+            *(SelectChoice(form.id, form.name) for form in list_forms()),
+        ]
 
     def variant_rows(self) -> list[tuple[int, VariantForm]]:
         """Rows to save, with their index in the form (blank and removed rows left out)."""
@@ -143,6 +152,7 @@ class ArticleForm(FlaskForm):
             stock=self.stock.data,
             max_per_order=self.max_per_order.data,
             tag_ids=list(self.tag_ids.data or []),
+            checkout_form_id=self.checkout_form_id.data,
             variants=None if keep_variants else variants,
         )
 

@@ -444,3 +444,40 @@ def test_communication_tab_refuses_broken_templates_with_their_line(
 
 def _unused(value: Any) -> None:
     del value
+
+
+def test_an_article_names_its_checkout_form_in_the_admin(
+    app: Flask, client: FlaskClient, world: OrderWorld
+) -> None:
+    from comptoir.storefront import checkout_forms
+    from comptoir.storefront.models import Article
+    from tests.billing.order_world import SET_UP, scope
+
+    with scope(app, world.organization_id) as organization:
+        form_id = checkout_forms.create_form(
+            organization=organization, actor=SET_UP, name="Camp d'été", fields=[]
+        ).id
+        db.session.commit()
+    sign_in_session(client, world.logins["admin"])
+    url = f"/o/{world.org_slug}/admin/articles/{world.articles['cap']}"
+    page = client.get(url).get_data(as_text=True)
+    assert "Camp d&#39;été" in page
+    data = {
+        "name_fr": "Bonnet",
+        "price": "15.00",
+        "tax_category": "standard",
+        "stock": "10",
+        "active": "y",
+        "checkout_form_id": str(form_id),
+    }
+    assert client.post(url, data=data).status_code == 302
+    with database(app):
+        article = db.session.get(Article, world.articles["cap"])
+        assert article is not None
+        assert article.checkout_form_id == form_id
+    assert client.post(url, data={**data, "checkout_form_id": "999999"}).status_code == 422
+    assert client.post(url, data={**data, "checkout_form_id": ""}).status_code == 302
+    with database(app):
+        article = db.session.get(Article, world.articles["cap"])
+        assert article is not None
+        assert article.checkout_form_id is None
