@@ -43,7 +43,6 @@ from comptoir.platform.errors import (
 from comptoir.platform.security import constant_time_equals, new_token, token_hash
 from comptoir.storefront import holds
 from comptoir.storefront.cart_models import Cart, CartLine, CartStatus
-from comptoir.storefront.inventory import StockKey
 from comptoir.storefront.models import LANGUAGES, Article, ArticleVariant, Shop
 from comptoir.tenants.models import Organization, Role
 from comptoir.tenants.permissions import Permission, role_can
@@ -330,8 +329,7 @@ def add_line(
     )
     cart.lines.append(line)
     db.session.flush()
-    holds.ensure_room(cart=cart, key=StockKey(article.id, variant_id), quantity=wanted)
-    holds.write_hold(cart=cart, line=line, quantity=wanted, new=True)
+    holds.hold_new_line(cart=cart, line=line, quantity=wanted)
     return line
 
 

@@ -186,6 +186,50 @@ def ensure_room(*, cart: Cart, key: StockKey, quantity: int) -> None:
         raise out_of_stock(remaining)
 
 
+def hold_new_line(*, cart: Cart, line: CartLine, quantity: int) -> None:
+    """Hold ``quantity`` units for a line that has no hold yet, or raise out of stock.
+
+    The hot path of adding to a cart, so the locked part is two statements: the row lock, then
+    one ``INSERT … SELECT … WHERE`` that writes the hold only if it fits beside the other carts'
+    active holds. That statement starts after the lock is granted, so it sees every hold
+    committed before; what it does not see cannot commit before this transaction ends.
+    """
+    _commit_without_waiting_for_disk()
+    key = key_of(line)
+    state = lock_units([key]).get(key)
+    if state is None:
+        raise out_of_stock(0)
+    if state.stock is None:
+        write_hold(cart=cart, line=line, quantity=quantity, new=True)
+        return
+    others = (
+        sa.select(sa.func.coalesce(sa.func.sum(StockHold.quantity), 0))
+        .where(
+            _unit_condition(key),
+            StockHold.expires_at > database_now(),
+            StockHold.cart_id != cart.id,
+        )
+        .scalar_subquery()
+    )
+    values = {
+        "organization_id": sa.literal(cart.organization_id, StockHold.organization_id.type),
+        "cart_id": sa.literal(cart.id, StockHold.cart_id.type),
+        "cart_line_id": sa.literal(line.id, StockHold.cart_line_id.type),
+        "article_id": sa.literal(line.article_id, StockHold.article_id.type),
+        "variant_id": sa.literal(line.variant_id, StockHold.variant_id.type),
+        "quantity": sa.literal(quantity, StockHold.quantity.type),
+        "expires_at": sa.literal(cart.expires_at, StockHold.expires_at.type),
+    }
+    room = sa.literal(state.stock - state.sold, sa.Integer) - others
+    inserted = db.session.execute(
+        sa.insert(StockHold)
+        .from_select(list(values), sa.select(*values.values()).where(room >= quantity))
+        .returning(StockHold.id)
+    ).first()
+    if inserted is None:
+        raise out_of_stock(state.remaining(held_by_others(key, cart_id=cart.id)) or 0)
+
+
 def _commit_without_waiting_for_disk() -> None:
     """Let this transaction's commit return before its WAL reaches the disk.
 
