@@ -10,8 +10,8 @@ from typing import Any
 
 from flask import Flask, g, has_request_context, request
 from flask_talisman import Talisman
-from werkzeug.middleware.proxy_fix import ProxyFix
 from sqlalchemy.orm import Session
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from comptoir.platform import outbox
 from comptoir.platform.db import db
@@ -117,7 +117,7 @@ def settings_migrations_directory() -> Any:
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:
-    import comptoir.billing.taxes  # noqa: F401 - registers the billing models with the metadata
+    import comptoir.billing.taxes
     import comptoir.jobs  # noqa: F401 - registers every job name with the outbox
 
     if settings.redis_url:
