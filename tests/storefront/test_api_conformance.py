@@ -78,7 +78,7 @@ def test_every_catalog_operation_is_documented(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize("mode", list(GenerationMode))
 @pytest.mark.parametrize(("path", "method", "names"), OPERATIONS)
-def test_catalog_api_conforms_to_its_document(  # noqa: PLR0917 - pytest passes fixtures by position
+def test_catalog_api_conforms_to_its_document(
     app: Flask, target: Target, path: str, method: str, names: dict[str, str], mode: GenerationMode
 ) -> None:
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
