@@ -75,7 +75,8 @@ def browser(chromium_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, live_server: str) -> Iterator[Any]:
     context = browser.new_context(base_url=live_server, locale="fr-CA")
-    context.set_default_timeout(15_000)
+    # Generous: the suite may share the machine with other test runs.
+    context.set_default_timeout(30_000)
     opened = context.new_page()
     try:
         yield opened
