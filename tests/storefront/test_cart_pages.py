@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,10 +12,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from comptoir.app import create_app
 from comptoir.platform.audit import AuditLog
 from comptoir.platform.db import db, utcnow
 from comptoir.storefront.models import Cart, CartLine
 from comptoir.storefront.views.cart import cookie_name
+from tests.conftest import make_settings
 from tests.storefront.cart_world import (
     CartWorld,
     build_cart_world,
@@ -339,3 +342,31 @@ def test_the_cart_speaks_the_organizations_language_by_default(
     assert "TPS" in html
     assert "TVQ" in html
     assert "34,49\u00a0$" in html
+
+
+def test_cart_forms_carry_a_csrf_token_and_posts_without_one_are_refused(
+    app: Flask, world: CartWorld, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    guarded = create_app(make_settings(database_url, redis_url, tmp_path, WTF_CSRF_ENABLED=True))
+    visitor = english(guarded.test_client())
+    article_url = f"{world.shop_url}/articles/{world.articles['cap']}"
+    no_token = visitor.post(
+        f"{world.shop_url}/cart/add", data={"article_id": world.articles["cap"], "quantity": 1}
+    )
+    assert no_token.status_code == 400
+    page = visitor.get(article_url).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    added = visitor.post(
+        f"{world.shop_url}/cart/add",
+        data={"article_id": world.articles["cap"], "quantity": 1, "csrf_token": token.group(1)},
+    )
+    assert added.status_code == 302
+    cart_page = visitor.get(f"{world.shop_url}/cart").get_data(as_text=True)
+    forms = cart_page.count('method="post"')
+    assert forms >= 3  # quantity, remove, renew
+    assert cart_page.count('name="csrf_token"') == forms
+    cart_id, (line_id,) = the_cart(app)
+    refused = visitor.post(f"{world.shop_url}/carts/{cart_id}/lines/{line_id}/remove")
+    assert refused.status_code == 400
+    assert held(app, world.articles["cap"]) == 1
