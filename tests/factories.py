@@ -36,7 +36,8 @@ class OrganizationFactory(CommittingFactory):
 
     slug = factory.Sequence(lambda n: f"club-{n}")
     name = factory.Sequence(lambda n: f"Club {n}")
-    default_locale = "fr"
+    # English unless a test says otherwise: assertions read English messages.
+    default_locale = "en"
     address_line1 = "123 rue Principale"
     city = "Montréal"
     province = "QC"
