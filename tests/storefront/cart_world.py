@@ -75,7 +75,7 @@ def _article(organization: Any, **values: Any) -> Article:
 def build_cart_world(app: Flask) -> CartWorld:
     with database(app):
         organization = OrganizationFactory(
-            slug="club-cart", name="Club aquatique", email="info@club.example"
+            slug="club-cart", name="Club aquatique", email="info@club.example", default_locale="fr"
         )
         other = OrganizationFactory(slug="other-club", name="Other club")
         world = CartWorld(

@@ -31,7 +31,7 @@ from tests.storefront.world import database
 def seed(app: Flask, slug: str, count: int) -> str:
     """An organization whose public shop shows ``count`` articles (variants and images too)."""
     with database(app):
-        organization = OrganizationFactory(slug=slug)
+        organization = OrganizationFactory(slug=slug, default_locale="fr")
         user = staff(organization, Role.OWNER)
         org_id = organization.id
         tag_id = db.session.execute(
