@@ -117,6 +117,9 @@ def settings_migrations_directory() -> Any:
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:
+    import comptoir.billing.stripe_events
+    import comptoir.billing.stripe_models
+    import comptoir.billing.stripe_payments
     import comptoir.billing.taxes
     import comptoir.jobs  # noqa: F401 - registers every job name with the outbox
 
@@ -131,6 +134,7 @@ def _register_blueprints(app: Flask) -> None:
     from comptoir.billing.views import admin as billing_admin
     from comptoir.billing.views import api as billing_api
     from comptoir.billing.views import shop as billing_shop
+    from comptoir.billing.views import webhooks as billing_webhooks
     from comptoir.jobs.views import operators as jobs_operators
     from comptoir.platform.views import dev_mail, health
     from comptoir.storefront.views import admin as storefront_admin
@@ -159,6 +163,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(invoice_preview.templates_blueprint)
     app.register_blueprint(billing_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_shop.blueprint, url_prefix="/o/<org_slug>")
+    app.register_blueprint(billing_webhooks.blueprint)
     api.register_blueprint(tenants_api.blueprint)
     api.register_blueprint(billing_api.blueprint)
     api.register_blueprint(storefront_cart_api.blueprint)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue as RQQueue
 from rq import SimpleWorker
+from werkzeug.serving import make_server
 
 from comptoir.app import create_app
 from comptoir.platform.db import db
@@ -165,3 +168,24 @@ def run_jobs(app: Flask, redis_url: str) -> int:
 def jobs(app: Flask, redis_url: str) -> Any:
     """Call ``jobs()`` to run what the outbox relayed to RQ so far."""
     return lambda: run_jobs(app, redis_url)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Flask) -> Iterator[str]:
+    """The session's app on a free loopback port, served by threads; its base URL (for the
+    browser and for the Stripe fake's webhooks)."""
+    port = _free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -256,6 +256,9 @@ class Payment(TenantMixin, TimestampMixin, Model):
     provider_reference: Mapped[str] = mapped_column(sa.String(200), default="", nullable=False)
     details: Mapped[dict[str, Any]] = mapped_column(JsonColumn, default=dict, nullable=False)
     failure_message: Mapped[str] = mapped_column(sa.Text, default="", nullable=False)
+    # Set when the provider's figures disagree with ours (amount, currency, organization): the
+    # payment does not count until a person has looked.
+    review_reason: Mapped[str] = mapped_column(sa.Text, default="", nullable=False)
     recorded_by_label: Mapped[str] = mapped_column(sa.String(254), default="", nullable=False)
     recorded_by_user_id: Mapped[int | None] = mapped_column(
         BigId, sa.ForeignKey("users.id", ondelete="SET NULL")

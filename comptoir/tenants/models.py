@@ -83,6 +83,12 @@ class Organization(IdMixin, TimestampMixin, Model):
     attendant_can_override_prices: Mapped[bool] = mapped_column(
         sa.Boolean, default=False, nullable=False
     )
+    # The platform's application fee on each card payment, set by operators: a percentage in
+    # basis points (150 = 1.5 %) plus a fixed amount in minor units.
+    application_fee_basis_points: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    application_fee_fixed: Mapped[int] = mapped_column(sa.Integer, default=0, nullable=False)
+    # Whether a refund also gives back the platform's fee on the refunded part (operator setting).
+    refund_application_fee: Mapped[bool] = mapped_column(sa.Boolean, default=False, nullable=False)
 
     @property
     def is_active(self) -> bool:

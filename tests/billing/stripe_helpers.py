@@ -9,6 +9,9 @@ tests/conftest.py loads this module as a plugin, so the fixtures are available t
   (``stripe_fake.webhooks.set_mode("hold")``, ``set_reader_status(...)``...).
 - ``stripe_gateway``: the real adapter (``StripeClientGateway``) talking to the fake over HTTP.
 - ``webhook_receiver``: a loopback HTTP server that records what the fake POSTs to it.
+- ``app_gateway``: the same adapter installed as the app's gateway for one test.
+- ``stripe_webhooks``: the fake's webhook endpoint pointed at the app served on loopback
+  (``live_server``), signed with the app's secret: events reach ``POST /webhooks/stripe`` over HTTP.
 """
 
 from __future__ import annotations
@@ -26,9 +29,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from flask import Flask
 
 from comptoir.billing.stripe_fake import FakeServer, FakeStripe, serve_in_thread
-from comptoir.billing.stripe_gateway import Account, Address, Reader, StripeClientGateway
+from comptoir.billing.stripe_fake.webhooks import WebhookEndpoint
+from comptoir.billing.stripe_gateway import (
+    STRIPE_GATEWAY_EXTENSION,
+    Account,
+    Address,
+    Reader,
+    StripeClientGateway,
+)
 
 # Read-only shared data beside the repository (Stripe's own example objects).
 FIXTURES_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "stripe" / "fixtures3.json"
@@ -58,6 +69,20 @@ def stripe_gateway(stripe_server: FakeServer, stripe_fake: FakeStripe) -> Stripe
         webhook_secret=WEBHOOK_SECRET,
         max_network_retries=0,
     )
+
+
+@pytest.fixture
+def app_gateway(app: Flask, stripe_gateway: StripeClientGateway) -> Iterator[StripeClientGateway]:
+    app.extensions[STRIPE_GATEWAY_EXTENSION] = stripe_gateway
+    yield stripe_gateway
+    app.extensions.pop(STRIPE_GATEWAY_EXTENSION, None)
+
+
+@pytest.fixture
+def stripe_webhooks(
+    app_gateway: StripeClientGateway, stripe_fake: FakeStripe, live_server: str
+) -> WebhookEndpoint:
+    return stripe_fake.add_webhook_endpoint(live_server + "/webhooks/stripe", WEBHOOK_SECRET)
 
 
 # -- building blocks ------------------------------------------------------------------------------
