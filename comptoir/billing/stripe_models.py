@@ -50,6 +50,9 @@ class StripeAccount(TenantMixin, TimestampMixin, Model):
     terminal_location_id: Mapped[str] = mapped_column(sa.String(255), default="", nullable=False)
     # Stripe's ``created`` of the newest account.updated applied: older news never wins.
     synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the reconciliation sweep last asked Stripe for this account's undelivered events: the
+    # next run asks from there (less a margin), not from the beginning.
+    reconciled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, onupdate=utcnow)
 
 

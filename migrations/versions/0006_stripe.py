@@ -47,6 +47,7 @@ def upgrade():
         sa.Column("disabled_reason", sa.String(length=200), nullable=False),
         sa.Column("terminal_location_id", sa.String(length=255), nullable=False),
         sa.Column("synced_at", comptoir.platform.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("reconciled_at", comptoir.platform.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", comptoir.platform.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column(
             "organization_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
