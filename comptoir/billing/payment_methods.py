@@ -8,7 +8,9 @@ methods that say ``recordable``.
 
 Card and Stripe Terminal payments plug in by registering ``card`` and ``terminal`` with their own
 handlers (creating a ``processing`` payment and answering a ``next_action`` for the page); until
-then they are unknown here, so no shop can offer them and no caller can choose them.
+then they are unknown here, so no shop can offer them and no caller can choose them. ``card``
+(:mod:`comptoir.billing.stripe_card`) is registered below; staff start later attempts of such
+methods through ``at_payment`` instead of recording them.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class CheckoutOutcome:
 
 # (order, actor, request) -> outcome; runs inside the checkout's transaction, may raise DomainError.
 CheckoutHandler = Callable[["Order", "Actor", CheckoutPayment], CheckoutOutcome]
+# (order, actor, amount or None for what is left, request) -> outcome: staff start a payment that
+# completes later (a card attempt) on an existing order; may raise DomainError.
+PaymentStarter = Callable[["Order", "Actor", "int | None", CheckoutPayment], CheckoutOutcome]
 # (refund, payment refunded, actor): start giving the money back through the provider; the refund
 # row is ``pending`` and the provider moves it. Methods without one record refunds as done.
 RefundHandler = Callable[["Refund", "Payment | None", "Actor"], None]
@@ -73,6 +78,7 @@ class PaymentMethod:
     # A reference (the e-Transfer sent back, the cheque) is required when money is given back.
     refund_reference_required: bool = False
     at_checkout: CheckoutHandler | None = None
+    at_payment: PaymentStarter | None = None
     at_refund: RefundHandler | None = None
 
     def allows(self, audience: Audience) -> bool:
@@ -143,6 +149,20 @@ def _other_at_checkout(order: Order, actor: Actor, request: CheckoutPayment) -> 
     return payments.other_at_checkout(order, actor, request)
 
 
+def _card_at_checkout(order: Order, actor: Actor, request: CheckoutPayment) -> CheckoutOutcome:
+    from comptoir.billing import stripe_card
+
+    return stripe_card.card_at_checkout(order, actor, request)
+
+
+def _card_at_payment(
+    order: Order, actor: Actor, amount: int | None, request: CheckoutPayment
+) -> CheckoutOutcome:
+    from comptoir.billing import stripe_card
+
+    return stripe_card.card_at_payment(order, actor, amount, request)
+
+
 def _builtin() -> None:
     both = frozenset({Audience.CUSTOMER, Audience.STAFF})
     staff = frozenset({Audience.STAFF})
@@ -162,6 +182,15 @@ def _builtin() -> None:
             recordable=True,
             sends_reminders=True,
             refund_reference_required=True,
+        ),
+        PaymentMethod(
+            name=Method.CARD.value,
+            label=_l("Card"),
+            audiences=both,
+            immediate=False,
+            recordable=False,
+            at_checkout=_card_at_checkout,
+            at_payment=_card_at_payment,
         ),
         PaymentMethod(
             name=Method.CASH.value,

@@ -174,6 +174,11 @@ class OrderSchema(ApiSchema):
 
 class PaymentResultSchema(PaymentSchema):
     order = ma.fields.Nested(OrderSchema, dump_only=True, required=True)
+    next_action = ma.fields.Dict(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "What the payer must do next (card and reader payments)."},
+    )
 
 
 class RefundResultSchema(RefundSchema):

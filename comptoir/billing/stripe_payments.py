@@ -182,6 +182,11 @@ def sync_payment(*, organization: Organization, payment: Payment, intent: Paymen
     if problem:
         flag_for_review(payment, problem)
         return False
+    if intent.status == "succeeded" and payment.state in (MoneyState.FAILED, MoneyState.CANCELLED):
+        # Paid on an intent whose attempt we had closed (a card form left open after a
+        # decline): the money is at Stripe, so a person decides rather than losing it silently.
+        flag_for_review(payment, f"intent succeeded after the attempt was {payment.state.value}")
+        return False
     if intent.status == "succeeded":
         return payments.advance(payment=payment, actor=STRIPE_ACTOR, state=MoneyState.SUCCEEDED)
     if intent.status == "canceled":

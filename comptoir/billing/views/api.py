@@ -16,8 +16,9 @@ from typing import Any
 from flask import Response, jsonify, request
 from flask_babel import gettext as _
 
-from comptoir.billing import communications, idempotency, orders, payments, refunds
+from comptoir.billing import communications, idempotency, orders, payment_methods, payments, refunds
 from comptoir.billing.models import Order, Payment, Refund
+from comptoir.billing.payment_methods import CheckoutPayment
 from comptoir.billing.presenters import order_dict, payment_dict, refund_dict
 from comptoir.billing.schemas import (
     CancelSchema,
@@ -199,23 +200,43 @@ def create_payment(values: dict[str, Any], order_id: int) -> Response:
     a cheque or transfer (`other`, with its `reference`), or an offline or e-Transfer payment
     received (`received_at`, `reference`). `amount` defaults to the balance and may not pass it;
     several payments settle one order (split tender). The order becomes `paid` when nothing is
-    owed any more.
+    owed any more. `card` starts a new card attempt instead (the previous one is cancelled at
+    Stripe): a `processing` payment answered with a `next_action` to pay it with Stripe.js on
+    the organization's connected account; it succeeds when Stripe says so.
     """
     order = _order(order_id)
+    registered = payment_methods.get(values["method"])
 
     def run() -> tuple[int, dict[str, Any]]:
-        payment: Payment = payments.record_payment(
-            organization=current_organization(),
-            actor=current_actor(),
-            order=order,
-            method=values["method"],
-            amount=values["amount"],
-            reference=values["reference"],
-            cash_tendered=values["cash_tendered"],
-            received_at=values["received_at"],
-        )
+        next_action = None
+        if registered is not None and registered.at_payment is not None:
+            # A payment completed later by its provider (card): a new attempt, not a record.
+            outcome = registered.at_payment(
+                order,
+                current_actor(),
+                values["amount"],
+                CheckoutPayment(reader_id=values["reader_id"]),
+            )
+            assert outcome.payment is not None
+            payment: Payment = outcome.payment
+            next_action = outcome.next_action
+        else:
+            payment = payments.record_payment(
+                organization=current_organization(),
+                actor=current_actor(),
+                order=order,
+                method=values["method"],
+                amount=values["amount"],
+                reference=values["reference"],
+                cash_tendered=values["cash_tendered"],
+                received_at=values["received_at"],
+            )
         answer = PaymentResultSchema().dump(
-            {**payment_dict(payment), "order": order_dict(order, locale=select_locale())}
+            {
+                **payment_dict(payment),
+                "order": order_dict(order, locale=select_locale()),
+                "next_action": next_action,
+            }
         )
         return 201, answer
 
