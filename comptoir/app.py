@@ -42,12 +42,16 @@ PLATFORM_PATHS = (
     "/o/",
 )
 
-# Same-origin only; the Stripe issue adds js.stripe.com where the Payment Element is shown.
+# Same-origin, plus what Stripe.js needs for the card page's Payment Element: its script and
+# frames from js.stripe.com, 3-D Secure challenges framed from hooks.stripe.com, and its calls to
+# api.stripe.com (Stripe's own list). The card form stays in Stripe's frames, never in our page.
 CONTENT_SECURITY_POLICY = {
     "default-src": "'self'",
     "img-src": ["'self'", "data:"],
     "style-src": "'self'",
-    "script-src": "'self'",
+    "script-src": ["'self'", "https://js.stripe.com"],
+    "frame-src": ["https://js.stripe.com", "https://hooks.stripe.com"],
+    "connect-src": ["'self'", "https://api.stripe.com"],
     "frame-ancestors": "'none'",
     "form-action": "'self'",
     "base-uri": "'self'",
@@ -133,6 +137,7 @@ def _register_blueprints(app: Flask) -> None:
     from comptoir.billing import invoice_preview
     from comptoir.billing.views import admin as billing_admin
     from comptoir.billing.views import api as billing_api
+    from comptoir.billing.views import card as billing_card
     from comptoir.billing.views import shop as billing_shop
     from comptoir.billing.views import webhooks as billing_webhooks
     from comptoir.jobs.views import operators as jobs_operators
@@ -163,6 +168,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(invoice_preview.templates_blueprint)
     app.register_blueprint(billing_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_shop.blueprint, url_prefix="/o/<org_slug>")
+    app.register_blueprint(billing_card.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_webhooks.blueprint)
     api.register_blueprint(tenants_api.blueprint)
     api.register_blueprint(billing_api.blueprint)

@@ -434,7 +434,11 @@ def _place(view: ShopView, cart: Cart, draft: checkout_services.CheckoutDraft, n
     db.session.commit()
     if change:
         flash(_("Change due: %(change)s", change=_money(change)), "success")
-    return redirect(_order_url(view, placed.token), code=303)
+    destination = _order_url(view, placed.token)
+    if placed.next_action is not None and placed.next_action.get("type") == "stripe_payment":
+        # Paid on the card page; the order's own page leads there again if the browser returns.
+        destination = url_for("billing_card.pay", shop_slug=view.shop.slug, token=placed.token)
+    return redirect(destination, code=303)
 
 
 def _nonce_key(cart: Cart, nonce: str) -> str:
