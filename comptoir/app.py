@@ -121,6 +121,7 @@ def settings_migrations_directory() -> Any:
 
 
 def _init_jobs(app: Flask, settings: Settings) -> None:
+    import comptoir.billing.stripe_connect
     import comptoir.billing.stripe_events
     import comptoir.billing.stripe_models
     import comptoir.billing.stripe_payments
@@ -139,6 +140,7 @@ def _register_blueprints(app: Flask) -> None:
     from comptoir.billing.views import api as billing_api
     from comptoir.billing.views import card as billing_card
     from comptoir.billing.views import shop as billing_shop
+    from comptoir.billing.views import stripe_admin as billing_stripe_admin
     from comptoir.billing.views import webhooks as billing_webhooks
     from comptoir.jobs.views import operators as jobs_operators
     from comptoir.platform.views import dev_mail, health
@@ -167,6 +169,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(storefront_checkout_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(invoice_preview.templates_blueprint)
     app.register_blueprint(billing_admin.blueprint, url_prefix="/o/<org_slug>/admin")
+    app.register_blueprint(billing_stripe_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_shop.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_card.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_webhooks.blueprint)
