@@ -182,8 +182,11 @@ def _check_cart_minutes(errors: check.FieldErrors, value: Any) -> int:
     return cart_minutes or 20
 
 
-def _check_payment_methods(errors: check.FieldErrors, methods: Any) -> list[str]:
+def _check_payment_methods(
+    errors: check.FieldErrors, methods: Any, shop: Shop | None, organization: Organization
+) -> list[str]:
     from comptoir.billing.payment_methods import shop_offerable
+    from comptoir.billing.stripe_connect import card_payments_ready
 
     # Card appears once the card payment method is registered (Stripe); until then it is refused.
     offerable = [m.name for m in shop_offerable() if m.name in PAYMENT_METHODS]
@@ -192,6 +195,17 @@ def _check_payment_methods(errors: check.FieldErrors, methods: Any) -> list[str]
         return []
     if not methods:
         errors.add("payment_methods", _("Choose at least one payment method."))
+    # Card is newly offered only once Stripe can take the payments. A shop that already offers
+    # it keeps it (its other settings stay editable); the checkout refuses cards meanwhile.
+    newly_offered = set(methods) - set(shop.payment_methods if shop is not None else [])
+    if "card" in newly_offered and not card_payments_ready(organization):
+        errors.add(
+            "payment_methods",
+            _(
+                "Card payments need the organization's Stripe account, with payments enabled: "
+                "connect Stripe and finish its onboarding first (admin portal, Stripe page)."
+            ),
+        )
     return list(dict.fromkeys(methods))
 
 
@@ -219,7 +233,7 @@ def _check_settings(
         return {}
 
 
-def _validate_shop(data: ShopData, shop: Shop | None) -> _CleanShop:
+def _validate_shop(data: ShopData, shop: Shop | None, organization: Organization) -> _CleanShop:
     errors = check.FieldErrors()
     slug = _check_slug(errors, data.slug, shop)
     name_fr, name_en = check.translations(
@@ -230,7 +244,7 @@ def _validate_shop(data: ShopData, shop: Shop | None) -> _CleanShop:
     )
     access, password = _check_access(errors, data, shop)
     cart_minutes = _check_cart_minutes(errors, data.cart_minutes)
-    methods = _check_payment_methods(errors, data.payment_methods)
+    methods = _check_payment_methods(errors, data.payment_methods, shop, organization)
     default_form = None
     if data.default_checkout_form_id is not None:
         default_form = check.quantity(
@@ -309,7 +323,7 @@ def _apply(shop: Shop, clean: _CleanShop) -> bool:
 
 
 def create_shop(*, organization: Organization, actor: Actor, data: ShopData) -> Shop:
-    clean = _validate_shop(data, None)
+    clean = _validate_shop(data, None, organization)
     position = db.session.execute(
         sa.select(sa.func.coalesce(sa.func.max(Shop.position), -1))
     ).scalar()
@@ -332,7 +346,7 @@ def create_shop(*, organization: Organization, actor: Actor, data: ShopData) -> 
 
 
 def update_shop(*, organization: Organization, actor: Actor, shop: Shop, data: ShopData) -> Shop:
-    clean = _validate_shop(data, shop)
+    clean = _validate_shop(data, shop, organization)
     before = _snapshot(shop)
     password_changed = _apply(shop, clean)
     if clean.customer_tag_ids is not None:

@@ -15,18 +15,18 @@ from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from comptoir.billing import communications, etransfer, payment_methods
+from comptoir.billing import communications, etransfer, payment_methods, stripe_connect
 from comptoir.platform.db import db
 from comptoir.platform.errors import DomainError, ValidationError
 from comptoir.storefront import checkout_forms
 from comptoir.storefront import shops as shop_services
 from comptoir.storefront.checkout_forms import FIELD_TYPES, localized
 from comptoir.storefront.models import Shop
-from comptoir.tenants.context import current_actor, install_organization_url_handling
+from comptoir.tenants.context import current_actor, current_role, install_organization_url_handling
 from comptoir.tenants.guards import staff_required
 from comptoir.tenants.models import Membership, User
 from comptoir.tenants.navigation import set_endpoint
-from comptoir.tenants.permissions import Permission
+from comptoir.tenants.permissions import Permission, role_can
 
 blueprint = Blueprint("storefront_checkout_admin", __name__, template_folder="../templates")
 install_organization_url_handling(blueprint)
@@ -308,6 +308,9 @@ def _payment_tab(shop: Shop, tabs: list[tuple[str, Any]]) -> Any:
         "settings": settings.to_dict(),
         "variables": etransfer.INSTRUCTION_VARIABLES,
         "errors": {},
+        # Card needs the organization's Stripe account with payments enabled (see the note).
+        "card_ready": stripe_connect.card_payments_ready(g.organization),
+        "can_manage_stripe": role_can(current_role(), Permission.MANAGE_STRIPE),
     }
     if request.method == "GET":
         return _tab_page(shop, "payment", tabs, **context)
