@@ -51,12 +51,10 @@ def create_account(fake: FakeStripe, store: Store, params: dict[str, Any]) -> di
     if len(country) != 2 or not country.isalpha():
         raise p.parameter_invalid("country", f"Invalid country: {country}")
     account_type = p.choice(params, "type", ("standard", "express", "custom"), default="standard")
-    account_id = random_id("acct", 16)
-    account = fake.fixtures.build(
-        "account",
-        id=account_id,
-        object="account",
-        type=account_type,
+    return _put_account(
+        fake,
+        random_id("acct", 16),
+        account_type=account_type or "standard",
         country=country,
         email=p.string(params, "email"),
         business_type=p.choice(
@@ -64,6 +62,28 @@ def create_account(fake: FakeStripe, store: Store, params: dict[str, Any]) -> di
             "business_type",
             ("individual", "company", "non_profit", "government_entity"),
         ),
+        metadata=p.metadata(params),
+    )
+
+
+def _put_account(
+    fake: FakeStripe,
+    account_id: str,
+    *,
+    account_type: str,
+    country: str,
+    email: str | None,
+    business_type: str | None,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    account = fake.fixtures.build(
+        "account",
+        id=account_id,
+        object="account",
+        type=account_type,
+        country=country,
+        email=email,
+        business_type=business_type,
         created=fake.now(),
         default_currency=DEFAULT_CURRENCIES.get(country, "usd"),
         details_submitted=False,
@@ -72,7 +92,7 @@ def create_account(fake: FakeStripe, store: Store, params: dict[str, Any]) -> di
         capabilities={"card_payments": "inactive", "transfers": "inactive"},
         requirements=_requirements(ONBOARDING_REQUIREMENTS),
         future_requirements=_requirements([]),
-        metadata=p.metadata(params),
+        metadata=metadata,
         external_accounts={
             "data": [],
             "has_more": False,
@@ -83,6 +103,45 @@ def create_account(fake: FakeStripe, store: Store, params: dict[str, Any]) -> di
     fake.put(fake.platform, account)
     fake.connected[account_id] = Store(account_id)
     return account
+
+
+def restore_account(
+    fake: FakeStripe,
+    account_id: str,
+    *,
+    country: str = "CA",
+    email: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    details_submitted: bool = False,
+    charges_enabled: bool = False,
+    payouts_enabled: bool = False,
+) -> dict[str, Any]:
+    """Bring back a connected account the fake forgot (it keeps nothing across restarts), with
+    its id and onboarding state, and emit nothing: for the demo, whose database outlives the
+    fake. An account the fake still knows is left as it is."""
+    with fake.lock:
+        existing = fake.platform.objects.get(account_id)
+        if existing is not None and existing.get("object") == "account":
+            return existing
+        _put_account(
+            fake,
+            account_id,
+            account_type="standard",
+            country=country.upper(),
+            email=email,
+            business_type=None,
+            metadata={key: str(value) for key, value in (metadata or {}).items()},
+        )
+        account = fake.platform.objects[account_id]
+        account["details_submitted"] = bool(details_submitted)
+        account["charges_enabled"] = bool(charges_enabled)
+        account["payouts_enabled"] = bool(payouts_enabled)
+        status = "active" if charges_enabled else "inactive"
+        account["capabilities"] = {"card_payments": status, "transfers": status}
+        account["requirements"] = _requirements(
+            [] if details_submitted else ONBOARDING_REQUIREMENTS
+        )
+        return account
 
 
 def retrieve_account(

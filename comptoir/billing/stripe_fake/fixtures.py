@@ -15,8 +15,14 @@ from typing import Any
 
 from comptoir.platform.settings import PROJECT_ROOT
 
-# Read-only shared data beside the project (Stripe's openapi/fixtures3.json, MIT licence).
-DEFAULT_FIXTURES_PATH = PROJECT_ROOT.parent / "shared" / "stripe" / "fixtures3.json"
+# Stripe's openapi/fixtures3.json (MIT licence): the read-only shared copy beside the project when
+# there is one, else the copy shipped in the package (data/, with its licence) for fresh clones
+# and installed packages.
+SHARED_FIXTURES_PATH = PROJECT_ROOT.parent / "shared" / "stripe" / "fixtures3.json"
+PACKAGED_FIXTURES_PATH = Path(__file__).resolve().parent / "data" / "fixtures3.json"
+DEFAULT_FIXTURES_PATH = (
+    SHARED_FIXTURES_PATH if SHARED_FIXTURES_PATH.is_file() else PACKAGED_FIXTURES_PATH
+)
 
 # The resources the fake returns, by the name fixtures3.json files them under.
 RESOURCES = (
