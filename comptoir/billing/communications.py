@@ -28,7 +28,7 @@ from markupsafe import Markup, escape
 from comptoir.billing import invoices
 from comptoir.billing.documents import method_label
 from comptoir.billing.etransfer import Instructions, order_instructions
-from comptoir.billing.models import CreditNote, Invoice, Method, Order, Refund
+from comptoir.billing.models import CreditNote, Invoice, Method, MoneyState, Order, Refund
 from comptoir.billing.money import format_day, format_money
 from comptoir.billing.orders import figures
 from comptoir.platform import audit, mail, outbox
@@ -429,7 +429,10 @@ def order_context(
                 {
                     "credit_note_number": credit_note.code,
                     "credit_note_url": credit_note_url(organization, credit_note),
-                    "refund_amount": money(refund.amount) if refund is not None else "",
+                    # A refund the provider could not make is not announced as money back.
+                    "refund_amount": money(refund.amount)
+                    if refund is not None and refund.state is MoneyState.SUCCEEDED
+                    else "",
                     "reason": credit_note.reason,
                     "cancelled": credit_note.kind == "cancellation",
                 }

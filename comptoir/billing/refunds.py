@@ -9,6 +9,12 @@ transaction. One credit note means one e-mail (its job queues it once).
 Taxes credited follow the invoice: a line's taxes in proportion to the units returned (the last
 units take what is left, so the credit notes of a line add up to its taxes exactly); an amount
 in proportion to the order's taxes. A cancellation credits whatever is left, tax by tax.
+
+A refund through a payment provider (a card refunded through Stripe) is only a request when it
+is recorded: its row is ``pending`` and the provider moves it with :func:`advance_refund`. Its
+credit note, the order's move and the restocking wait for the provider to say the money went
+back; they are kept on the refund meanwhile (``details["credit"]``). A refund that fails leaves
+the invoice, the order and the stock as they were, so staff can simply refund again.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from comptoir.billing.orders import (
 )
 from comptoir.billing.payments import money_amount
 from comptoir.billing.signals import ReturnedUnits, order_cancelled, order_refunded
-from comptoir.platform import audit
+from comptoir.platform import audit, outbox
 from comptoir.platform.audit import Actor
 from comptoir.platform.db import db, utcnow
 from comptoir.platform.errors import ConflictError, ValidationError
@@ -53,6 +59,20 @@ from comptoir.tenants.permissions import Permission, ensure
 
 MAX_REASON = 2000
 MAX_REFERENCE = 200
+# Refund rows move forward only: state -> states it may go to. A provider may report a refund it
+# called succeeded as failed later (the bank sent the money back): that is news, not a step back.
+REFUND_TRANSITIONS: dict[MoneyState, frozenset[MoneyState]] = {
+    MoneyState.PENDING: frozenset(
+        {MoneyState.PROCESSING, MoneyState.SUCCEEDED, MoneyState.FAILED, MoneyState.CANCELLED}
+    ),
+    MoneyState.PROCESSING: frozenset(
+        {MoneyState.SUCCEEDED, MoneyState.FAILED, MoneyState.CANCELLED}
+    ),
+    MoneyState.SUCCEEDED: frozenset({MoneyState.FAILED}),
+    MoneyState.FAILED: frozenset(),
+    MoneyState.CANCELLED: frozenset(),
+}
+IN_PROGRESS = (MoneyState.PENDING, MoneyState.PROCESSING)
 
 
 def _invalid(field: str, message: str) -> ValidationError:
@@ -398,22 +418,44 @@ def refund_order(
         reason=reason_text,
         lines=credit.lines if lines else [],
     )
+    deferred = {
+        "reason": reason_text,
+        "lines": credit.lines,
+        "subtotal": credit.subtotal,
+        "taxes": _tax_entries(order, credit.taxes),
+        "returned": [
+            [units.article_id, units.variant_id, units.quantity]
+            for units in (credit.returned if restock else [])
+        ],
+    }
+    if refund.state is MoneyState.SUCCEEDED:
+        _credit_refund(order, refund, actor, deferred)
+    else:
+        # The provider has not given the money back yet: the credit waits for it.
+        refund.details = {**refund.details, "credit": deferred}
+        db.session.flush()
+    return refund
+
+
+def _credit_refund(order: Order, refund: Refund, actor: Actor, credit: dict[str, Any]) -> None:
+    """The money went back: the credit note, the order's move and the units back to stock."""
     invoices.issue_credit_note(
         order=order,
         kind="refund",
-        reason=reason_text,
-        lines=credit.lines,
-        subtotal=credit.subtotal,
-        taxes=_tax_entries(order, credit.taxes),
+        reason=credit["reason"],
+        lines=credit["lines"],
+        subtotal=credit["subtotal"],
+        taxes=credit["taxes"],
         refund_id=refund.id,
     )
     before = order.state
     fully = figures(order).due == 0
     transition(order, "refund_fully" if fully else "refund_partially")
-    if credit.returned and restock:
+    returned = [ReturnedUnits(*entry) for entry in credit.get("returned", [])]
+    if returned:
         refund.restocked = True
         order_refunded.send(
-            order, organization_id=order.organization_id, order=order, returned=credit.returned
+            order, organization_id=order.organization_id, order=order, returned=returned
         )
     db.session.flush()
     if order.state is not before:
@@ -425,7 +467,49 @@ def refund_order(
             before={"state": before.value},
             after={"state": order.state.value},
         )
-    return refund
+
+
+def advance_refund(
+    *, refund: Refund, actor: Actor, state: MoneyState, failure_message: str = ""
+) -> bool:
+    """Move a provider's refund forward (idempotent; a late event never moves it back).
+
+    True when it moved. Succeeded: the credit kept on the refund is issued, the order moves and
+    the units return. A cancellation's credit note was issued with the cancellation; its e-mail
+    waits for the refund to be settled, and is queued again here.
+    """
+    order = lock_order(refund.order_id)
+    db.session.refresh(refund, with_for_update=True)
+    if refund.state is state or state not in REFUND_TRANSITIONS[refund.state]:
+        return False
+    before = refund.state
+    refund.state = state
+    if failure_message:
+        refund.details = {**refund.details, "failure_message": failure_message[:2000]}
+    db.session.flush()
+    audit.record(
+        organization_id=order.organization_id,
+        actor=actor,
+        action=f"refund.{state.value}",
+        target=refund,
+        before={"state": before.value},
+        after={"state": state.value, "order_id": order.id, "amount": refund.amount},
+    )
+    note = db.session.execute(
+        sa.select(CreditNote).where(CreditNote.refund_id == refund.id)
+    ).scalar_one_or_none()
+    if state is MoneyState.SUCCEEDED and note is None and "credit" in refund.details:
+        _credit_refund(order, refund, actor, refund.details["credit"])
+        return True
+    if note is not None and note.mail_queued_at is None and before in IN_PROGRESS:
+        outbox.enqueue(invoices.CREDIT_NOTE_JOB, credit_note_id=note.id)
+    invoices.refresh_invoice(order=order)
+    return True
+
+
+def refund_settled(refund: Refund) -> bool:
+    """Whether the money of ``refund`` has stopped moving (for the e-mail that announces it)."""
+    return refund.state not in IN_PROGRESS
 
 
 def _format(amount: int, order: Order) -> str:
@@ -471,6 +555,8 @@ def _cancel(
     current = figures(order)
     if current.pending_payments:
         raise ConflictError(_("A payment of this order is in progress: wait for it to finish."))
+    if current.pending_refunds:
+        raise ConflictError(_("A refund of this order is in progress: wait for it to finish."))
     credit = _credit_for_rest(order)
     refund = None
     if current.refundable > 0:
