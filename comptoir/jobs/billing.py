@@ -1,4 +1,5 @@
-"""Billing jobs and sweeps: invoice PDFs, the shop's e-mails, unpaid e-Transfer orders.
+"""Billing jobs and sweeps: invoice PDFs, the shop's e-mails, unpaid e-Transfer orders, and the
+reconciliation with Stripe.
 
 Billing services enqueue these by name through the outbox; they run here, above every layer, so
 they may read the shop an order was placed in (its e-mail templates and e-Transfer settings)
@@ -13,9 +14,9 @@ import sqlalchemy as sa
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from comptoir.billing import communications, idempotency, invoices, refunds
+from comptoir.billing import communications, idempotency, invoices, refunds, stripe_reconcile
 from comptoir.billing.communications import CommunicationSettings
-from comptoir.billing.models import CreditNote, Method, Order, OrderState
+from comptoir.billing.models import CreditNote, Method, Order, OrderState, Refund
 from comptoir.jobs.schedules import schedule
 from comptoir.jobs.tenant import tenant_job
 from comptoir.platform.db import db, utcnow
@@ -55,6 +56,9 @@ def credit_note_issued(*, organization_id: int, credit_note_id: int) -> None:
     note = db.session.get(CreditNote, credit_note_id)
     if note is None:
         return
+    refund = db.session.get(Refund, note.refund_id) if note.refund_id is not None else None
+    if refund is not None and not refunds.refund_settled(refund):
+        return  # the money is still on its way back: queued again once it has arrived (or not)
     order = db.session.get(Order, note.order_id)
     assert order is not None
     settings, shop_name = _shop_settings(order)
@@ -121,6 +125,12 @@ def unpaid_etransfer_sweep() -> str:
     return f"{len(to_remind)} reminder(s), {len(to_cancel)} cancellation(s)"
 
 
+@schedule("billing.stripe_reconcile", every=stripe_reconcile.INTERVAL_SECONDS, queue=Queue.LOW)
+def stripe_reconcile_sweep() -> str:
+    """Catch up with Stripe: undelivered events, payments and refunds stuck in progress."""
+    return str(stripe_reconcile.reconcile())
+
+
 @schedule("billing.idempotency_purge", every=3600)
 def purge_idempotency_keys() -> str:
     with unscoped():
@@ -136,5 +146,6 @@ __all__ = [
     "order_placed",
     "purge_idempotency_keys",
     "send_invoice",
+    "stripe_reconcile_sweep",
     "unpaid_etransfer_sweep",
 ]
