@@ -139,6 +139,7 @@ def _register_blueprints(app: Flask) -> None:
     from comptoir.billing.views import admin as billing_admin
     from comptoir.billing.views import api as billing_api
     from comptoir.billing.views import card as billing_card
+    from comptoir.billing.views import operators as billing_operators
     from comptoir.billing.views import shop as billing_shop
     from comptoir.billing.views import stripe_admin as billing_stripe_admin
     from comptoir.billing.views import webhooks as billing_webhooks
@@ -161,6 +162,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(tenants_accounts.blueprint)
     app.register_blueprint(tenants_operators.blueprint, url_prefix="/operators")
     app.register_blueprint(jobs_operators.blueprint, url_prefix="/operators/jobs")
+    app.register_blueprint(billing_operators.blueprint, url_prefix="/operators/billing")
     app.register_blueprint(tenants_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(storefront_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(storefront_shop.blueprint, url_prefix="/o/<org_slug>")

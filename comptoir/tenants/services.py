@@ -238,6 +238,81 @@ def remove_custom_domain(*, organization: Organization, actor: Actor, domain: Cu
         db.session.flush()
 
 
+# --------------------------------------------------------------------------- application fee
+
+MAX_FEE_BASIS_POINTS = 10_000  # 100 %
+# A fixed part above this is a typing mistake (minor units: 1 000 000 is 10 000.00).
+MAX_FEE_FIXED = 1_000_000
+WHOLE_NUMBER_PATTERN = re.compile(r"-?[0-9]{1,11}")
+APPLICATION_FEE_FIELDS = (
+    "application_fee_basis_points",
+    "application_fee_fixed",
+    "refund_application_fee",
+)
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value if value is not None else "").strip()
+    return int(text) if WHOLE_NUMBER_PATTERN.fullmatch(text) else None
+
+
+def set_application_fee(
+    *,
+    organization: Organization,
+    actor: Actor,
+    basis_points: Any,
+    fixed: Any,
+    refund_application_fee: bool,
+) -> Organization:
+    """The platform's fee on each card payment of the organization (operators only): a
+    percentage in basis points (150 = 1.5 %) plus a fixed amount in minor units; and whether a
+    refund gives back the fee's share of what is refunded."""
+    if not actor.is_operator:
+        raise ForbiddenError(_("Only platform operators can change the application fee."))
+    errors: dict[str, list[str]] = {}
+    points = _whole_number(basis_points)
+    if points is None or not 0 <= points <= MAX_FEE_BASIS_POINTS:
+        errors["application_fee_basis_points"] = [
+            _(
+                "Enter a whole number of basis points from 0 to %(max)d (150 is 1.5 %%).",
+                max=MAX_FEE_BASIS_POINTS,
+            )
+        ]
+    amount = _whole_number(fixed)
+    if amount is None or not 0 <= amount <= MAX_FEE_FIXED:
+        errors["application_fee_fixed"] = [
+            _(
+                "Enter a whole number of cents from 0 to %(max)d (50 is 0.50).",
+                max=MAX_FEE_FIXED,
+            )
+        ]
+    if errors:
+        raise ValidationError(_("Check the application fee."), fields=errors)
+    assert points is not None
+    assert amount is not None
+    before = audit.snapshot(organization, APPLICATION_FEE_FIELDS)
+    organization.application_fee_basis_points = points
+    organization.application_fee_fixed = amount
+    organization.refund_application_fee = bool(refund_application_fee)
+    after = audit.snapshot(organization, APPLICATION_FEE_FIELDS)
+    if after != before:
+        with tenant_scope(organization.id):
+            audit.record(
+                organization_id=organization.id,
+                actor=actor,
+                action="organization.application_fee_changed",
+                target=organization,
+                before=before,
+                after=after,
+            )
+            db.session.flush()
+    return organization
+
+
 # --------------------------------------------------------------------------- users and sign-in
 
 

@@ -14,7 +14,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import SelectChoice, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length
 from wtforms.validators import ValidationError as WTFormsValidationError
 
@@ -132,6 +132,25 @@ class CustomDomainForm(FlaskForm):
 
 class RemoveDomainForm(FlaskForm):
     pass
+
+
+class ApplicationFeeForm(FlaskForm):
+    # Text fields: the service checks the numbers and says what is wrong in the operator's words.
+    application_fee_basis_points = StringField(
+        _l("Percentage, in basis points"),
+        filters=[lambda value: (value or "").strip()],
+        description=_l("Hundredths of a percent: 150 is 1.5 %, 10000 is 100 %."),
+    )
+    application_fee_fixed = StringField(
+        _l("Fixed amount, in cents"),
+        filters=[lambda value: (value or "").strip()],
+        description=_l(
+            "Added to the percentage on each card payment, in the organization's currency."
+        ),
+    )
+    refund_application_fee = BooleanField(
+        _l("Give back the fee's share of what is refunded"),
+    )
 
 
 # The services name some fields after the model; the forms name them after what operators type.
@@ -308,9 +327,21 @@ def _render_detail(organization: Organization, status: int = 200, **forms: Any) 
             reactivate_form=ReactivateForm(formdata=None),
             domain_form=forms.get("domain_form") or CustomDomainForm(formdata=None),
             remove_domain_form=RemoveDomainForm(formdata=None),
+            fee_form=forms.get("fee_form") or _fee_form(organization),
             role_labels=ROLE_LABELS,
         ),
         status,
+    )
+
+
+def _fee_form(organization: Organization) -> ApplicationFeeForm:
+    return ApplicationFeeForm(
+        formdata=None,
+        data={
+            "application_fee_basis_points": str(organization.application_fee_basis_points),
+            "application_fee_fixed": str(organization.application_fee_fixed),
+            "refund_application_fee": organization.refund_application_fee,
+        },
     )
 
 
@@ -389,3 +420,27 @@ def remove_domain(slug: str, domain_id: int) -> Any:
     db.session.commit()
     flash(_("%(host)s no longer serves this organization.", host=host), "success")
     return redirect(url_for(".organization", slug=target.slug))
+
+
+@blueprint.post("/organizations/<slug>/application-fee")
+@operator_required
+def application_fee(slug: str) -> Any:
+    target = _organization_or_404(slug)
+    form = ApplicationFeeForm()
+    if form.validate_on_submit():
+        try:
+            services.set_application_fee(
+                organization=target,
+                actor=current_actor(),
+                basis_points=form.application_fee_basis_points.data,
+                fixed=form.application_fee_fixed.data,
+                refund_application_fee=bool(form.refund_application_fee.data),
+            )
+        except DomainError as error:
+            db.session.rollback()
+            _apply_errors(form, error)
+        else:
+            db.session.commit()
+            flash(_("The application fee of %(name)s is saved.", name=target.name), "success")
+            return redirect(url_for(".organization", slug=target.slug))
+    return _render_detail(target, 422, fee_form=form)
