@@ -17,10 +17,13 @@ import click
 import sqlalchemy as sa
 from flask.cli import with_appcontext
 
+from comptoir.billing import payment_methods
+from comptoir.billing.stripe_demo import connect_demo_account
 from comptoir.platform.audit import Actor
 from comptoir.platform.db import db
 from comptoir.platform.settings import current_settings
 from comptoir.platform.tenancy import tenant_scope, unscoped
+from comptoir.storefront import shops
 from comptoir.storefront.demo import seed_catalog
 from comptoir.tenants import services
 from comptoir.tenants.cli import one_transaction
@@ -171,8 +174,34 @@ def seed_shop(demo: Demo) -> None:
     seed_catalog(demo.org, demo.owner_actor())
 
 
+def seed_stripe(demo: Demo) -> None:
+    """Simulated payments: the club's Stripe account (simulated, onboarded) and card payments
+    offered in its shops, when no Stripe is configured and the card method exists."""
+    with tenant_scope(demo.org.id):
+        actor = demo.owner_actor()
+        account = connect_demo_account(organization=demo.org, actor=actor)
+        if account is None or not account.charges_enabled or payment_methods.get("card") is None:
+            return
+        for shop in shops.list_shops():
+            if "card" not in shop.payment_methods:
+                shops.update_shop(
+                    organization=demo.org,
+                    actor=actor,
+                    shop=shop,
+                    data=shops.merge(
+                        shops.shop_data(shop), {"payment_methods": [*shop.payment_methods, "card"]}
+                    ),
+                )
+
+
 # In order; each domain appends its own step after the ones it builds on.
-STEPS: list[Callable[[Demo], None]] = [seed_organization, seed_people, seed_customers, seed_shop]
+STEPS: list[Callable[[Demo], None]] = [
+    seed_organization,
+    seed_people,
+    seed_customers,
+    seed_shop,
+    seed_stripe,
+]
 
 
 def seed() -> Demo:

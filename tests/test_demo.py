@@ -203,6 +203,20 @@ def test_make_demo_from_a_fresh_clone(running_demo: tuple[str, str]) -> None:
         assert response.geturl() == f"{base_url}/o/dauphins/admin/"  # not sent to /login
         assert "Les Dauphins" in response.read().decode()
 
+    # Simulated payments: the server started a Stripe fake and restored the club's account there.
+    assert "Simulated payments: a Stripe fake on http://127.0.0.1:" in output
+    with owner.open(f"{base_url}/o/dauphins/admin/stripe/?lang=en") as response:
+        page = response.read().decode()
+    assert 'id="simulated-payments"' in page
+    assert "Ready: card payments are enabled" in page
+    token = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert token, page
+    refresh = urllib.parse.urlencode({"csrf_token": token.group(1)}).encode()
+    with owner.open(f"{base_url}/o/dauphins/admin/stripe/refresh", data=refresh) as response:
+        page = response.read().decode()
+    assert "read from Stripe again" in page  # the fake answered for the restored account
+    assert "Ready: card payments are enabled" in page
+
     operator = browser()
     sign_in(operator, base_url, *logins["operator"])
     with operator.open(f"{base_url}/operators/") as response:

@@ -16,6 +16,7 @@ from flask.cli import ScriptInfo, get_debug_flag, run_command, with_appcontext
 from rq import SimpleWorker
 from werkzeug.serving import is_running_from_reloader
 
+from comptoir.billing import stripe_demo
 from comptoir.jobs.scheduler import DEFAULT_RETRY_INTERVAL, Scheduler, start_background_scheduler
 from comptoir.jobs.worker import ComptoirWorker
 from comptoir.platform.queue import QUEUE_NAMES, redis_connection, rq_queue
@@ -105,6 +106,13 @@ def _serve(scheduler: bool | None, **run_options: Any) -> None:
         reload = get_debug_flag()
     # With the reloader, the first process only watches files; the child serves.
     serving_process = not reload or is_running_from_reloader()
+    # Before the scheduler, whose sweeps ask Stripe: the gateway must point at the fake by then.
+    if serving_process and stripe_demo.simulated_by_default(settings):
+        fake = stripe_demo.start_embedded_fake(
+            app,
+            webhook_url=stripe_demo.webhook_url(run_options.get("host"), run_options.get("port")),
+        )
+        click.echo(f" * Simulated payments: a Stripe fake on {fake.base_url} (no money moves)")
     if wanted and serving_process:
         start_background_scheduler(app)
         click.echo(" * Scheduler: periodic sweeps run in a background thread of this process")
@@ -125,7 +133,8 @@ serve_command = click.Command(
     ],
     help=(
         "Run the development server. On the embedded default it also runs the scheduler's "
-        "periodic sweeps in a background thread (never under gunicorn)."
+        "periodic sweeps in a background thread (never under gunicorn), and, when no Stripe is "
+        "configured, a Stripe fake on loopback for simulated payments."
     ),
     short_help="Run the development server (with the sweeps on the embedded default).",
 )
