@@ -17,10 +17,10 @@ from flask_wtf import FlaskForm
 
 from comptoir.billing import stripe_connect
 from comptoir.billing.stripe_connect import ConnectStatus
-from comptoir.billing.stripe_errors import StripeGatewayError
-from comptoir.billing.stripe_gateway import current_gateway
+from comptoir.billing.stripe_errors import GatewayConfigurationError, StripeGatewayError
+from comptoir.billing.stripe_gateway import StripeGateway, current_gateway
 from comptoir.platform.db import db
-from comptoir.platform.errors import DomainError
+from comptoir.platform.errors import ConflictError, DomainError
 from comptoir.tenants.context import current_actor, install_organization_url_handling
 from comptoir.tenants.guards import staff_required
 from comptoir.tenants.navigation import set_endpoint
@@ -33,8 +33,19 @@ set_endpoint("stripe", "billing_stripe_admin.index")
 stripe_required = staff_required(Permission.MANAGE_STRIPE)
 
 
+def _not_configured() -> str:
+    return _("Payments through Stripe are not configured on this platform. Contact its operators.")
+
+
 class ActionForm(FlaskForm):
     """Connect, refresh and disconnect carry nothing but their CSRF token."""
+
+
+def _gateway() -> StripeGateway:
+    try:
+        return current_gateway()
+    except GatewayConfigurationError as error:
+        raise ConflictError(_not_configured()) from error
 
 
 def _to_index() -> Any:
@@ -53,6 +64,10 @@ def _refused(error: DomainError | StripeGatewayError) -> Any:
 def index() -> Any:
     organization = g.organization
     state = stripe_connect.connect_state(organization)
+    try:
+        gateway: StripeGateway | None = current_gateway()
+    except GatewayConfigurationError:
+        gateway = None
     account = state.account
     return render_template(
         "billing/stripe/admin.html",
@@ -62,7 +77,8 @@ def index() -> Any:
         requirements=stripe_connect.requirement_labels(account.requirements_due)
         if account is not None
         else [],
-        simulated=current_gateway().simulated,
+        simulated=gateway.simulated if gateway is not None else False,
+        not_configured=None if gateway is not None else _not_configured(),
         form=ActionForm(formdata=None),
     )
 
@@ -74,7 +90,7 @@ def connect() -> Any:
         return _to_index()
     try:
         stripe_connect.connect_account(
-            organization=g.organization, actor=current_actor(), gateway=current_gateway()
+            organization=g.organization, actor=current_actor(), gateway=_gateway()
         )
     except (DomainError, StripeGatewayError) as error:
         return _refused(error)
@@ -93,7 +109,7 @@ def onboarding() -> Any:
     try:
         link = stripe_connect.onboarding_link(
             organization=g.organization,
-            gateway=current_gateway(),
+            gateway=_gateway(),
             refresh_url=url_for(".onboarding", _external=True),
             return_url=url_for(".onboarding_return", _external=True),
         )
@@ -107,7 +123,7 @@ def onboarding() -> Any:
 def onboarding_return() -> Any:
     """Where Stripe sends the owner back, finished or not: ask Stripe how far they got."""
     try:
-        row = stripe_connect.refresh_account(organization=g.organization, gateway=current_gateway())
+        row = stripe_connect.refresh_account(organization=g.organization, gateway=_gateway())
     except (DomainError, StripeGatewayError) as error:
         return _refused(error)
     ready = row.charges_enabled
@@ -125,7 +141,7 @@ def refresh() -> Any:
     if not ActionForm().validate_on_submit():
         return _to_index()
     try:
-        stripe_connect.refresh_account(organization=g.organization, gateway=current_gateway())
+        stripe_connect.refresh_account(organization=g.organization, gateway=_gateway())
     except (DomainError, StripeGatewayError) as error:
         return _refused(error)
     db.session.commit()
