@@ -125,6 +125,7 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
     import comptoir.billing.stripe_events
     import comptoir.billing.stripe_models
     import comptoir.billing.stripe_payments
+    import comptoir.billing.stripe_terminal_payments
     import comptoir.billing.taxes
     import comptoir.jobs  # noqa: F401 - registers every job name with the outbox
 
@@ -142,6 +143,8 @@ def _register_blueprints(app: Flask) -> None:
     from comptoir.billing.views import operators as billing_operators
     from comptoir.billing.views import shop as billing_shop
     from comptoir.billing.views import stripe_admin as billing_stripe_admin
+    from comptoir.billing.views import terminal as billing_terminal
+    from comptoir.billing.views import terminal_api as billing_terminal_api
     from comptoir.billing.views import webhooks as billing_webhooks
     from comptoir.jobs.views import operators as jobs_operators
     from comptoir.platform.views import dev_mail, health
@@ -172,11 +175,13 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(invoice_preview.templates_blueprint)
     app.register_blueprint(billing_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_stripe_admin.blueprint, url_prefix="/o/<org_slug>/admin")
+    app.register_blueprint(billing_terminal.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_shop.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_card.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_webhooks.blueprint)
     api.register_blueprint(tenants_api.blueprint)
     api.register_blueprint(billing_api.blueprint)
+    api.register_blueprint(billing_terminal_api.blueprint)
     api.register_blueprint(storefront_cart_api.blueprint)
     api.register_blueprint(storefront_checkout_api.blueprint)
     api.register_blueprint(storefront_api.blueprint)

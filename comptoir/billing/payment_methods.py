@@ -163,6 +163,20 @@ def _card_at_payment(
     return stripe_card.card_at_payment(order, actor, amount, request)
 
 
+def _terminal_at_checkout(order: Order, actor: Actor, request: CheckoutPayment) -> CheckoutOutcome:
+    from comptoir.billing import stripe_terminal_payments
+
+    return stripe_terminal_payments.at_checkout(order, actor, request)
+
+
+def _terminal_at_payment(
+    order: Order, actor: Actor, amount: int | None, request: CheckoutPayment
+) -> CheckoutOutcome:
+    from comptoir.billing import stripe_terminal_payments
+
+    return stripe_terminal_payments.at_payment(order, actor, amount, request)
+
+
 def _builtin() -> None:
     both = frozenset({Audience.CUSTOMER, Audience.STAFF})
     staff = frozenset({Audience.STAFF})
@@ -191,6 +205,15 @@ def _builtin() -> None:
             recordable=False,
             at_checkout=_card_at_checkout,
             at_payment=_card_at_payment,
+        ),
+        PaymentMethod(
+            name=Method.TERMINAL.value,
+            label=_l("Card or Interac debit on a reader"),
+            audiences=staff,
+            immediate=False,
+            recordable=False,
+            at_checkout=_terminal_at_checkout,
+            at_payment=_terminal_at_payment,
         ),
         PaymentMethod(
             name=Method.CASH.value,

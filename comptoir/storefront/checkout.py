@@ -337,6 +337,7 @@ def checkout_from_draft(
     payment_method: str,
     cash_tendered: Any = None,
     reference: str = "",
+    reader_id: str | None = None,
     ip: str = "",
 ) -> PlacedOrder:
     """Step 3 of the pages: the answers kept at step 2, and the payment chosen now."""
@@ -358,6 +359,7 @@ def checkout_from_draft(
             counter_sale=draft.counter_sale,
             cash_tendered=cash_tendered,
             reference=reference,
+            reader_id=reader_id,
         ),
         ip=ip,
     )

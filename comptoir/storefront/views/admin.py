@@ -18,6 +18,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
+from comptoir.billing.views import terminal as terminal_views
 from comptoir.platform.db import db
 from comptoir.platform.errors import DomainError
 from comptoir.storefront import services
@@ -483,6 +484,20 @@ def shop_settings(shop_slug: str, tab: str) -> Any:
         return _categories_tab(shop)
     if tab in checkout_admin.TABS:
         return checkout_admin.settings_tab(shop, tab, SETTINGS_TABS)
+    if tab == "stripe-reader":
+        return terminal_views.readers_tab(
+            render=lambda context, status: (
+                render_template(
+                    "storefront/admin/shop_stripe_reader.html",
+                    shop=shop,
+                    tabs=SETTINGS_TABS,
+                    tab=tab,
+                    **context,
+                ),
+                status,
+            ),
+            here=url_for("storefront_admin.shop_settings", shop_slug=shop.slug, tab=tab),
+        )
     if request.method == "POST":
         abort(405)
     return render_template(

@@ -39,6 +39,7 @@ from comptoir.billing.models import Method, MoneyState, Order, OrderState, Payme
 from comptoir.billing.money import amount_input
 from comptoir.billing.payment_methods import Audience
 from comptoir.billing.presenters import describe_answers
+from comptoir.billing.views import terminal as terminal_views
 from comptoir.platform.db import db
 from comptoir.platform.errors import DomainError, NotFoundError, ValidationError
 from comptoir.platform.i18n import select_locale
@@ -410,6 +411,7 @@ def _place(view: ShopView, cart: Cart, draft: checkout_services.CheckoutDraft, n
             payment_method=method,
             cash_tendered=cash_tendered,
             reference=request.form.get("reference", "").strip()[:200],
+            reader_id=request.form.get("reader_id") if method == Method.TERMINAL.value else None,
             ip=request.remote_addr or "",
         )
         idempotency.remember(
@@ -438,6 +440,8 @@ def _place(view: ShopView, cart: Cart, draft: checkout_services.CheckoutDraft, n
     if placed.next_action is not None and placed.next_action.get("type") == "stripe_payment":
         # Paid on the card page; the order's own page leads there again if the browser returns.
         destination = url_for("billing_card.pay", shop_slug=view.shop.slug, token=placed.token)
+    # Taken on a reader: its page follows the payment, then comes back here.
+    destination = terminal_views.after_checkout(placed.next_action, destination) or destination
     return redirect(destination, code=303)
 
 
