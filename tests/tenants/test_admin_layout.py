@@ -37,7 +37,8 @@ def test_dashboard_shows_the_sidebar_for_an_owner(
     labels = ("E-Commerce", "Articles", "Checkout forms", "Orders", "Shop settings", "Stripe")
     for label in labels:
         assert label in page
-    assert '<span class="soon">' in page  # entries without a page yet
+    assert '<a href="/o/alpha/admin/stripe/">' in page
+    assert '<span class="soon">' not in page  # every entry has its page now
 
 
 def test_current_page_is_marked_in_the_sidebar(client: FlaskClient, alpha: dict[Role, str]) -> None:
