@@ -173,14 +173,21 @@ def record_payment(
         raise _invalid("method", _("This payment method cannot be recorded here."))
     order = lock_order(order.id)
     _refuse_unpayable(order)
-    balance = figures(order).balance
+    current = figures(order)
+    # A card or reader payment under way may still succeed: counting it keeps the order from
+    # being paid twice (cash now, then the card's money when Stripe confirms it).
+    payable = current.balance - current.pending_payments
+    if payable <= 0 < current.pending_payments:
+        raise ConflictError(
+            _("A card or reader payment of this order is under way: wait for its result.")
+        )
     if amount is None:
-        amount = balance
+        amount = payable
     amount = money_amount(amount, "amount")
-    if amount > balance:
+    if amount > payable:
         raise _invalid(
             "amount",
-            _("This is more than the balance of the order (%(balance)s).", balance=balance),
+            _("This is more than the balance of the order (%(balance)s).", balance=payable),
         )
     tendered = None
     if method == Method.CASH.value:

@@ -7,16 +7,20 @@ import json
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from comptoir.billing.models import Order
+from comptoir.billing.payments import record_payment
 from comptoir.billing.stripe_fake import FakeStripe
 from comptoir.billing.stripe_fake.webhooks import WebhookEndpoint, sign
 from comptoir.billing.stripe_gateway import StripeClientGateway
 from comptoir.billing.stripe_models import StripeEvent
 from comptoir.platform.db import db
-from tests.billing.order_world import build_order_world, database, order_state, place
+from comptoir.platform.errors import ConflictError
+from tests.billing.order_world import OWNER, build_order_world, database, order_state, place, scope
 from tests.billing.stripe_helpers import WEBHOOK_SECRET
 from tests.billing.stripe_world import connect, start_card_payment
 
@@ -99,3 +103,23 @@ def test_a_card_payment_becomes_succeeded_from_the_webhook_only(
     states = {state for _id, state, _error in _events(app)}
     assert "processed" in states
     assert "failed" not in states
+
+
+def test_cash_cannot_be_taken_while_a_card_payment_of_the_order_is_under_way(
+    app: Flask, stripe_gateway: StripeClientGateway, stripe_fake: FakeStripe
+) -> None:
+    world = build_order_world(app)
+    connect(app, stripe_gateway, stripe_fake, world.organization_id)
+    order_id, _token = place(app, world)
+    start_card_payment(app, stripe_gateway, world.organization_id, order_id)
+
+    with scope(app, world.organization_id) as organization:
+        order = db.session.get(Order, order_id)
+        assert order is not None
+        with pytest.raises(ConflictError):
+            record_payment(organization=organization, actor=OWNER, order=order, method="cash")
+        db.session.rollback()
+
+    assert order_state(app, order_id).payments == [
+        ("card", "processing", order_state(app, order_id).total)
+    ]
