@@ -538,11 +538,12 @@ def sweep_expired(
     session = db.session
     session.commit()
     with unscoped():
+        if session.get_bind().dialect.name != "postgresql":
+            # SQLite's clock answers a naive text timestamp; the process's clock is the same one.
+            deleted, expired, batches = _sweep_sqlite(now or utcnow(), batch_size)
+            return SweepResult(holds_deleted=deleted, carts_expired=expired, batches=batches)
         # One cutoff for the whole run, on the database's clock: what expires meanwhile waits.
         cutoff = now or session.execute(sa.select(sa.func.now())).scalar_one()
         session.commit()
-        if session.get_bind().dialect.name != "postgresql":
-            deleted, expired, batches = _sweep_sqlite(cutoff, batch_size)
-            return SweepResult(holds_deleted=deleted, carts_expired=expired, batches=batches)
     deleted, expired, batches = _sweep_postgresql(cutoff, batch_size)
     return SweepResult(holds_deleted=deleted, carts_expired=expired, batches=batches)
