@@ -192,6 +192,9 @@ class ShopPageForm(FlaskForm):
     )
     password = PasswordField(_l("New password"), validators=[Length(max=200)])
     cart_minutes = IntegerField(_l("Cart expiry, in minutes"), default=20, validators=[Optional()])
+    max_cart_renewals = IntegerField(
+        _l("Renewals allowed per cart"), default=2, validators=[Optional()]
+    )
 
 
 class CategoryAddForm(FlaskForm):

@@ -53,6 +53,7 @@ def shop_dict(shop: Shop) -> dict[str, Any]:
         "customer_tag_ids": shop.tag_ids_for(Audience.CUSTOMER),
         "staff_tag_ids": shop.tag_ids_for(Audience.STAFF),
         "cart_minutes": shop.cart_minutes,
+        "max_cart_renewals": shop.max_cart_renewals,
         "payment_methods": list(shop.payment_methods),
         "default_checkout_form_id": shop.default_checkout_form_id,
         "etransfer": dict(shop.etransfer),

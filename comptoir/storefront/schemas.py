@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from comptoir.billing.schemas import CommunicationSettingsSchema, EtransferSettingsSchema
 from comptoir.storefront.services import TAX_CATEGORIES
-from comptoir.storefront.shops import MAX_CART_MINUTES, PAYMENT_METHODS
+from comptoir.storefront.shops import MAX_CART_MINUTES, MAX_CART_RENEWALS, PAYMENT_METHODS
 from comptoir.storefront.validation import COLOR_PATTERN, MAX_PRICE, MAX_QUANTITY
 from comptoir.tenants.api_support import ApiSchema, PaginationQuerySchema, Text, patch_schema
 
@@ -192,6 +192,7 @@ class ShopSchema(ApiSchema):
     customer_tag_ids = _ids(required=True)
     staff_tag_ids = _ids(required=True)
     cart_minutes = ma.fields.Integer(required=True)
+    max_cart_renewals = ma.fields.Integer(required=True)
     payment_methods = ma.fields.List(Text(), required=True)
     default_checkout_form_id = _id(allow_none=True, required=True)
     etransfer = ma.fields.Nested(EtransferSettingsSchema, required=True)
@@ -218,6 +219,14 @@ class ShopCreateSchema(ApiSchema):
     staff_tag_ids = _ids(load_default=list, metadata={"description": "Ordered staff categories."})
     cart_minutes = WholeNumber(
         load_default=20, validate=ma.validate.Range(min=1, max=MAX_CART_MINUTES)
+    )
+    max_cart_renewals = WholeNumber(
+        load_default=2,
+        validate=ma.validate.Range(min=0, max=MAX_CART_RENEWALS),
+        metadata={
+            "description": "How many times a customer may renew a cart when fewer than "
+            "5 minutes remain; each renewal gives `cart_minutes` again."
+        },
     )
     payment_methods = ma.fields.List(
         Text(validate=ma.validate.OneOf(PAYMENT_METHODS)),

@@ -43,6 +43,7 @@ RESERVED_SHOP_SLUGS = frozenset(
 PAYMENT_METHODS = ("offline", "etransfer", "card")
 MIN_SHOP_PASSWORD_LENGTH = 4
 MAX_CART_MINUTES = 7 * 24 * 60
+MAX_CART_RENEWALS = 20
 ACCESS_TOKEN_SALT = "comptoir.shop-access"  # noqa: S105 - a signing namespace, not a secret
 ACCESS_TOKEN_MAX_AGE = 12 * 60 * 60
 SHOP_AUDIT_FIELDS = (
@@ -53,6 +54,7 @@ SHOP_AUDIT_FIELDS = (
     "intro_en",
     "access",
     "cart_minutes",
+    "max_cart_renewals",
     "payment_methods",
     "default_checkout_form_id",
     "etransfer",
@@ -72,6 +74,7 @@ class ShopData:
     access: str = ShopAccess.PUBLIC.value
     password: str | None = None
     cart_minutes: Any = 20
+    max_cart_renewals: Any = 2
     payment_methods: list[str] = field(default_factory=lambda: ["offline"])
     default_checkout_form_id: Any = None
     etransfer: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +96,7 @@ def shop_data(shop: Shop) -> ShopData:
         access=shop.access.value,
         password=None,
         cart_minutes=shop.cart_minutes,
+        max_cart_renewals=shop.max_cart_renewals,
         payment_methods=list(shop.payment_methods),
         default_checkout_form_id=shop.default_checkout_form_id,
         etransfer=dict(shop.etransfer),
@@ -135,6 +139,7 @@ class _CleanShop:
     access: ShopAccess
     password: str | None
     cart_minutes: int
+    max_cart_renewals: int
     payment_methods: list[str]
     default_checkout_form_id: int | None
     etransfer: dict[str, Any]
@@ -180,6 +185,15 @@ def _check_cart_minutes(errors: check.FieldErrors, value: Any) -> int:
     elif cart_minutes is not None and cart_minutes > MAX_CART_MINUTES:
         errors.add("cart_minutes", _("At most a week (%(count)d minutes).", count=MAX_CART_MINUTES))
     return cart_minutes or 20
+
+
+def _check_cart_renewals(errors: check.FieldErrors, value: Any) -> int:
+    renewals = check.quantity(errors, "max_cart_renewals", value, minimum=0)
+    if renewals is None and "max_cart_renewals" not in errors.fields:
+        errors.add("max_cart_renewals", _("Enter a number of renewals."))
+    elif renewals is not None and renewals > MAX_CART_RENEWALS:
+        errors.add("max_cart_renewals", _("At most %(count)d renewals.", count=MAX_CART_RENEWALS))
+    return renewals if renewals is not None else 2
 
 
 def _check_payment_methods(
@@ -244,6 +258,7 @@ def _validate_shop(data: ShopData, shop: Shop | None, organization: Organization
     )
     access, password = _check_access(errors, data, shop)
     cart_minutes = _check_cart_minutes(errors, data.cart_minutes)
+    max_cart_renewals = _check_cart_renewals(errors, data.max_cart_renewals)
     methods = _check_payment_methods(errors, data.payment_methods, shop, organization)
     default_form = None
     if data.default_checkout_form_id is not None:
@@ -277,6 +292,7 @@ def _validate_shop(data: ShopData, shop: Shop | None, organization: Organization
         access=access,
         password=password,
         cart_minutes=cart_minutes,
+        max_cart_renewals=max_cart_renewals,
         payment_methods=methods,
         default_checkout_form_id=default_form,
         etransfer=etransfer,

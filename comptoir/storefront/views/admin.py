@@ -441,6 +441,7 @@ def _shop_page_data(form: ShopPageForm, shop: Shop | None) -> shop_services.Shop
             "access": form.access.data or "public",
             "password": form.password.data or None,
             "cart_minutes": form.cart_minutes.data,
+            "max_cart_renewals": form.max_cart_renewals.data,
         },
     )
 

@@ -289,6 +289,7 @@ def _shop_changes(values: dict[str, Any], current: shop_services.ShopData) -> di
         "customer_tag_ids",
         "staff_tag_ids",
         "cart_minutes",
+        "max_cart_renewals",
         "payment_methods",
         "default_checkout_form_id",
         "etransfer",
