@@ -180,6 +180,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(billing_card.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_webhooks.blueprint)
     api.register_blueprint(tenants_api.blueprint)
+    api.register_blueprint(tenants_api.settings_blueprint)
     api.register_blueprint(billing_api.blueprint)
     api.register_blueprint(billing_terminal_api.blueprint)
     api.register_blueprint(storefront_cart_api.blueprint)

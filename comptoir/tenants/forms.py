@@ -78,6 +78,10 @@ class CustomerForm(FlaskForm):
     phone = StringField(_l("Phone"))
 
 
+class OrganizationSettingsForm(FlaskForm):
+    attendant_can_override_prices = BooleanField(_l("Attendants may change prices in carts"))
+
+
 class ApiKeyForm(FlaskForm):
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=100)])
     role = SelectField(_l("Role"), validators=[InputRequired()])

@@ -67,6 +67,12 @@ ADMIN_NAV: list[NavSection] = [
             NavItem(
                 "api_keys", _l("API keys"), "tenants_admin.api_keys", Permission.MANAGE_API_KEYS
             ),
+            NavItem(
+                "settings",
+                _l("Settings"),
+                "tenants_admin.settings",
+                Permission.MANAGE_ORGANIZATION,
+            ),
         ],
     ),
 ]

@@ -20,6 +20,8 @@ ROLE_LABELS = {
 class Permission(StrEnum):
     VIEW_ADMIN = "view_admin"
     MANAGE_STAFF = "manage_staff"
+    # The organization's own settings (what attendants may do, for one).
+    MANAGE_ORGANIZATION = "manage_organization"
     VIEW_CUSTOMERS = "view_customers"
     MANAGE_CUSTOMERS = "manage_customers"
     MANAGE_API_KEYS = "manage_api_keys"

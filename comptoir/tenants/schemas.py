@@ -65,3 +65,29 @@ class CustomerQuerySchema(PaginationQuerySchema):
         validate=ma.validate.Length(max=200),
         metadata={"description": "Words to find in names, e-mail addresses and phone numbers."},
     )
+
+
+class StrictBoolean(ma.fields.Boolean):
+    """A JSON ``true`` or ``false``; never ``1``, ``"yes"`` or ``"true"``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class OrganizationSettingsSchema(ApiSchema):
+    """The settings owners and administrators change for the whole organization."""
+
+    attendant_can_override_prices = StrictBoolean(
+        required=True,
+        metadata={
+            "description": "Whether attendants may change a line's unit price in a cart "
+            "(owners and administrators always may)."
+        },
+    )
+
+
+OrganizationSettingsUpdateSchema = patch_schema(
+    OrganizationSettingsSchema, "OrganizationSettingsUpdateSchema"
+)

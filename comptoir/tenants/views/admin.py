@@ -1,4 +1,4 @@
-"""The organization's admin portal: dashboard, staff, customers and API keys.
+"""The organization's admin portal: dashboard, staff, customers, API keys and settings.
 
 Every route sits under ``/o/<org_slug>/admin``: the slug is resolved and the tenant scope entered
 before the view runs, and ``staff_required`` answers 404 to anyone who is not staff here. Objects
@@ -18,7 +18,7 @@ from flask_wtf import FlaskForm
 
 from comptoir.platform.db import TenantMixin, db
 from comptoir.platform.errors import DomainError
-from comptoir.tenants import navigation, services
+from comptoir.tenants import navigation, organization_settings, services
 from comptoir.tenants.context import (
     current_actor,
     current_role,
@@ -30,6 +30,7 @@ from comptoir.tenants.forms import (
     ChangeRoleForm,
     CustomerForm,
     InviteStaffForm,
+    OrganizationSettingsForm,
     apply_service_error,
     role_choices,
 )
@@ -347,3 +348,35 @@ def revoke_api_key(key_id: int) -> Any:
         db.session.commit()
         flash(_("The key %(name)s is revoked; it no longer opens the API.", name=name))
     return redirect(url_for(".api_keys"))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@blueprint.route("/settings/", methods=["GET", "POST"])
+@staff_required(Permission.MANAGE_ORGANIZATION)
+def settings() -> Any:
+    organization = g.organization
+    # The form as posted, even empty: an unticked box is all a form with one box may send.
+    form = OrganizationSettingsForm(
+        formdata=request.form if request.method == "POST" else None,
+        data=organization_settings.settings_of(organization),
+    )
+    if form.validate_on_submit():
+        try:
+            organization_settings.update_settings(
+                organization=organization,
+                actor=current_actor(),
+                changes={
+                    "attendant_can_override_prices": bool(form.attendant_can_override_prices.data)
+                },
+            )
+        except DomainError as error:
+            db.session.rollback()
+            apply_service_error(form, error)
+        else:
+            db.session.commit()
+            flash(_("The settings are saved."))
+            return redirect(url_for(".settings"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("tenants/admin/settings.html", form=form), status

@@ -1,11 +1,12 @@
-"""The JSON API for the organization's customer database: ``/api/v1/o/{org}/customers``."""
+"""The JSON API of the tenants domain: the organization's customer database
+(``/api/v1/o/{org}/customers``) and its settings (``/api/v1/o/{org}/settings``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from comptoir.platform.db import db
-from comptoir.tenants import services
+from comptoir.tenants import organization_settings, services
 from comptoir.tenants.api_support import (
     Page,
     current_organization,
@@ -22,6 +23,8 @@ from comptoir.tenants.schemas import (
     CustomerQuerySchema,
     CustomerSchema,
     CustomerUpdateSchema,
+    OrganizationSettingsSchema,
+    OrganizationSettingsUpdateSchema,
 )
 
 blueprint = organization_api_blueprint(
@@ -88,3 +91,36 @@ def update_customer(changes: dict[str, Any], customer_id: int) -> Customer:
     )
     db.session.commit()
     return customer
+
+
+settings_blueprint = organization_api_blueprint(
+    "settings",
+    __name__,
+    "The organization's settings. Every staff role reads them; changing them needs the "
+    "`manage_organization` permission (owners and administrators).",
+)
+
+
+@settings_blueprint.route("/settings", methods=["GET"])
+@require_permission(Permission.VIEW_ADMIN)
+@settings_blueprint.response(200, OrganizationSettingsSchema)
+def get_settings() -> dict[str, Any]:
+    """Get the organization's settings"""
+    return organization_settings.settings_of(current_organization())
+
+
+@settings_blueprint.route("/settings", methods=["PATCH"])
+@require_permission(Permission.MANAGE_ORGANIZATION)
+@settings_blueprint.arguments(OrganizationSettingsUpdateSchema)
+@settings_blueprint.response(200, OrganizationSettingsSchema)
+def update_settings(changes: dict[str, Any]) -> dict[str, Any]:
+    """Change the organization's settings
+
+    Only the fields sent change; the answer is every setting. Each change is audited.
+    """
+    organization = current_organization()
+    organization_settings.update_settings(
+        organization=organization, actor=current_actor(), changes=changes
+    )
+    db.session.commit()
+    return organization_settings.settings_of(organization)
