@@ -125,6 +125,7 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
     import comptoir.billing.stripe_events
     import comptoir.billing.stripe_models
     import comptoir.billing.stripe_payments
+    import comptoir.billing.stripe_refunds
     import comptoir.billing.stripe_terminal_payments
     import comptoir.billing.taxes
     import comptoir.jobs  # noqa: F401 - registers every job name with the outbox

@@ -177,6 +177,12 @@ def _terminal_at_payment(
     return stripe_terminal_payments.at_payment(order, actor, amount, request)
 
 
+def _refund_through_stripe(refund: Refund, payment: Payment | None, actor: Actor) -> None:
+    from comptoir.billing import stripe_refunds
+
+    stripe_refunds.refund_through_stripe(refund, payment, actor)
+
+
 def _builtin() -> None:
     both = frozenset({Audience.CUSTOMER, Audience.STAFF})
     staff = frozenset({Audience.STAFF})
@@ -205,6 +211,7 @@ def _builtin() -> None:
             recordable=False,
             at_checkout=_card_at_checkout,
             at_payment=_card_at_payment,
+            at_refund=_refund_through_stripe,
         ),
         PaymentMethod(
             name=Method.TERMINAL.value,
@@ -214,6 +221,7 @@ def _builtin() -> None:
             recordable=False,
             at_checkout=_terminal_at_checkout,
             at_payment=_terminal_at_payment,
+            at_refund=_refund_through_stripe,
         ),
         PaymentMethod(
             name=Method.CASH.value,

@@ -17,11 +17,15 @@ An Interac debit taken on a reader cannot be refunded through the API: the custo
 be presented on a reader. Such a refund stays ``pending`` until staff start it on a reader
 (:func:`start_reader_refund`). The reader creates the refund at Stripe with our metadata, and its
 ``refund.created`` event finds our row by ``comptoir_refund_id``: the same path as any refund, so
-nothing depends on the order in which the reader's and the refund's events arrive.
+the money side never depends on the reader's events. Those only tell the reader's side (a
+declined card, a cancelled action): the terminal module re-reads the reader on its
+``terminal.reader.action_*`` events and on polling, and hands readers busy with a refund to
+:func:`follow_reader_refund`, which frees the reader and lets staff try again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,17 +34,13 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from comptoir.billing import refunds
+from comptoir.billing import refunds, stripe_terminal
 from comptoir.billing.models import Method, MoneyState, Payment, Refund
-from comptoir.billing.stripe_errors import (
-    InvalidRequestError,
-    ReaderUnavailableError,
-    StripeGatewayError,
-)
+from comptoir.billing.stripe_errors import InvalidRequestError, StripeGatewayError
 from comptoir.billing.stripe_events import handles
 from comptoir.billing.stripe_gateway import Event, StripeGateway, current_gateway
 from comptoir.billing.stripe_models import TerminalReader
-from comptoir.billing.stripe_objects import Reader
+from comptoir.billing.stripe_objects import ReaderAction
 from comptoir.billing.stripe_objects import Refund as StripeRefund
 from comptoir.billing.stripe_payments import (
     META_ORDER,
@@ -412,55 +412,66 @@ def waits_for_card(refund: Refund) -> bool:
     return bool(refund.details.get("needs_card_present")) and refund.state is MoneyState.PENDING
 
 
-def _reader_row(reader_id: str) -> TerminalReader:
-    reader = db.session.execute(
-        sa.select(TerminalReader).where(TerminalReader.reader_id == reader_id).with_for_update()
-    ).scalar_one_or_none()
-    if reader is None:
-        message = _("Choose one of the organization's readers.")
-        raise ValidationError(message, fields={"reader_id": [message]})
-    return reader
-
-
 def start_reader_refund(
     *,
     organization: Organization,
     actor: Actor,
     refund: Refund,
-    reader_id: str,
+    reader_id: Any,
     gateway: StripeGateway,
-) -> Reader:
+) -> TerminalReader:
     """Send an Interac refund to a reader: the customer presents their card there.
 
-    The reader is marked busy with this refund until Stripe says how it ended.
+    The reader is marked busy with this refund (``TerminalReader.refund_id``) until it is over;
+    :func:`follow_reader_refund` follows it from the reader's events and from polling.
     """
     ensure(actor.role, Permission.REFUND)
     refund = _refund_on_reader(refund.id)
     if not waits_for_card(refund):
         raise ConflictError(_("This refund is not waiting for a card on a reader."))
-    reader = _reader_row(reader_id)
-    if (reader.refund_id is not None and reader.refund_id != refund.id) or (
-        reader.payment_id is not None
-    ):
-        raise ConflictError(
-            _("The reader is busy with another action. Wait for it to finish or cancel it.")
+    try:
+        # As Stripe has it now: what we kept of the reader may be behind.
+        reader = stripe_terminal.refresh_reader(
+            organization=organization,
+            gateway=gateway,
+            reader=stripe_terminal.chosen_reader(reader_id),
         )
+    except StripeGatewayError as error:
+        raise stripe_terminal.refusal(error, "reader_id") from error
+    if reader.status != "online":
+        message = _(
+            "The reader “%(label)s” is offline. Check that it is switched on and connected to "
+            "the internet, or choose another reader.",
+            label=reader.label,
+        )
+        raise ConflictError(message, fields={"reader_id": [message]})
+    if (
+        reader.payment_id is not None
+        or (reader.refund_id is not None and reader.refund_id != refund.id)
+        or stripe_terminal.is_busy(reader)
+    ):
+        message = _(
+            "The reader “%(label)s” is busy with another payment. Wait for it to finish, cancel "
+            "it, or choose another reader.",
+            label=reader.label,
+        )
+        raise ConflictError(message, fields={"reader_id": [message]})
     attempt = int(refund.details.get("reader_attempts") or 0) + 1
     try:
-        gateway.refund_payment_on_reader(
+        answer = gateway.refund_payment_on_reader(
             str(refund.details["account"]),
             reader.reader_id,
             payment_intent_id=str(refund.details["payment_intent"]),
             amount=refund.amount,
             refund_application_fee=bool(refund.details.get("refund_application_fee")),
             metadata=refund_metadata(refund),
+            # A new key per attempt: after a declined card, the same key would replay the old one.
             idempotency_key=f"refund-{refund.id}-reader-{attempt}",
         )
-    except ReaderUnavailableError as error:
-        raise ConflictError(error.user_message) from error
     except StripeGatewayError as error:
-        raise _refusal(error) from error
+        raise stripe_terminal.refusal(error, "reader_id") from error
     # Stripe's answer is only "the reader is waiting": the result comes from the refund's events.
+    stripe_terminal.apply_reader(reader, answer)
     reader.refund_id = refund.id
     refund.details = {
         **refund.details,
@@ -476,13 +487,46 @@ def start_reader_refund(
         target=refund,
         after={"reader_id": reader.reader_id, "label": reader.label, "amount": refund.amount},
     )
-    return gateway.retrieve_reader(str(refund.details["account"]), reader.reader_id)
+    return reader
+
+
+@stripe_terminal.on_refund_action
+def follow_reader_refund(
+    organization: Organization,
+    reader: TerminalReader,
+    action: ReaderAction | None,
+    gateway: StripeGateway,
+) -> None:
+    """A reader busy with one of our refunds was re-read (its event, or polling)."""
+    refund = db.session.get(Refund, reader.refund_id) if reader.refund_id is not None else None
+    if refund is None or refund.state not in refunds.IN_PROGRESS:
+        reader.refund_id = None
+        return
+    if action is not None and action.type == "refund_payment" and action.status == "in_progress":
+        return
+    if action is not None and action.type == "refund_payment" and action.status == "succeeded":
+        reader.refund_id = None
+        if action.refund:
+            sync_stripe_refund(
+                organization=organization,
+                gateway=gateway,
+                account_id=str(refund.details["account"]),
+                stripe_refund_id=action.refund,
+            )
+        return
+    # Declined on the reader, cancelled, or the reader moved on: the refund waits for a card.
+    message = ""
+    if action is not None and action.type == "refund_payment" and action.status == "failed":
+        message = action.failure_message or _("The card was declined.")
+    reader.refund_id = None
+    _reader_gave_up(refund, message)
 
 
 @dataclass(frozen=True)
 class ReaderRefundProgress:
-    """Where a card-present refund stands: ``choose_reader``, ``waiting``, ``succeeded``,
-    ``failed`` (the row's end), ``declined`` (the reader's attempt failed: try again)."""
+    """Where a card-present refund stands: ``choose_reader`` (no reader has it), ``waiting``
+    (on the reader, or at Stripe), ``declined`` (the reader's attempt failed: try again),
+    ``succeeded`` or ``failed``/``cancelled`` (the refund is over)."""
 
     status: str
     message: str = ""
@@ -492,36 +536,30 @@ def reader_refund_progress(
     *, organization: Organization, gateway: StripeGateway, refund: Refund
 ) -> ReaderRefundProgress:
     """The refund's progress, asking the reader when the events are late (polling fallback)."""
+    reader_id = str(refund.details.get("reader_id") or "")
+    if refund.state in refunds.IN_PROGRESS and reader_id:
+        row = db.session.execute(
+            sa.select(TerminalReader).where(TerminalReader.reader_id == reader_id)
+        ).scalar_one_or_none()
+        if row is not None and row.refund_id == refund.id:
+            stripe_terminal.refresh_reader(organization=organization, gateway=gateway, reader=row)
+        else:
+            _reader_gave_up(refund, "")  # removed, or taken by something else meanwhile
+    return refund_progress(refund)
+
+
+def refund_progress(refund: Refund) -> ReaderRefundProgress:
+    """What is known of a card-present refund now, without asking Stripe."""
     if refund.state is MoneyState.SUCCEEDED:
         return ReaderRefundProgress("succeeded")
-    if refund.state in (MoneyState.FAILED, MoneyState.CANCELLED):
+    if refund.state is MoneyState.FAILED:
         return ReaderRefundProgress("failed", str(refund.details.get("failure_message") or ""))
-    reader_id = str(refund.details.get("reader_id") or "")
-    if not reader_id:
-        return ReaderRefundProgress(
-            "choose_reader", str(refund.details.get("reader_failure") or "")
-        )
-    reader = gateway.retrieve_reader(str(refund.details["account"]), reader_id)
-    action = reader.action
-    if action is not None and action.type == "refund_payment" and action.status == "succeeded":
-        if action.refund:
-            sync_stripe_refund(
-                organization=organization,
-                gateway=gateway,
-                account_id=str(refund.details["account"]),
-                stripe_refund_id=action.refund,
-            )
-        return ReaderRefundProgress(
-            "succeeded" if refund.state is MoneyState.SUCCEEDED else "waiting"
-        )
-    if action is not None and action.type == "refund_payment" and action.status == "in_progress":
+    if refund.state is MoneyState.CANCELLED:
+        return ReaderRefundProgress("cancelled")
+    if refund.state is MoneyState.PROCESSING or refund.details.get("reader_id"):
         return ReaderRefundProgress("waiting")
-    # Failed on the reader (declined card), cancelled, or replaced: the refund waits for a card.
-    message = ""
-    if action is not None and action.type == "refund_payment" and action.status == "failed":
-        message = action.failure_message or _("The card was declined.")
-    _reader_gave_up(refund, message)
-    return ReaderRefundProgress("declined" if message else "choose_reader", message)
+    failure = str(refund.details.get("reader_failure") or "")
+    return ReaderRefundProgress("declined" if failure else "choose_reader", failure)
 
 
 def _reader_gave_up(refund: Refund, message: str) -> None:
@@ -539,16 +577,13 @@ def cancel_reader_refund(
     reader_id = str(refund.details.get("reader_id") or "")
     if not reader_id or not waits_for_card(refund):
         return
-    account_id = str(refund.details["account"])
-    try:
-        gateway.cancel_reader_action(account_id, reader_id)
-    except InvalidRequestError:
-        # Nothing in progress any more: the card may have been presented meanwhile.
-        progress = reader_refund_progress(organization=organization, gateway=gateway, refund=refund)
-        if progress.status in ("succeeded", "waiting"):
-            raise ConflictError(_("The card was presented: the refund is under way.")) from None
-        return
-    _reader_gave_up(refund, "")
+    # Nothing in progress any more is no error: the card may have been presented meanwhile.
+    with contextlib.suppress(InvalidRequestError):
+        gateway.cancel_reader_action(str(refund.details["account"]), reader_id)
+    # Re-read the reader: its action ends, and what became of the refund shows.
+    progress = reader_refund_progress(organization=organization, gateway=gateway, refund=refund)
+    if progress.status in ("succeeded", "waiting"):
+        raise ConflictError(_("The card was presented: the refund is under way."))
     audit.record(
         organization_id=organization.id,
         actor=actor,
