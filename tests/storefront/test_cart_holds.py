@@ -350,11 +350,49 @@ def test_the_sweep_skips_rows_a_cart_is_using_instead_of_waiting(
         db.session.remove()
 
 
-def test_the_sweep_removes_100000_holds_in_batches_while_another_cart_adds_without_waiting(
+def _goggle_holds_left(app: Flask, world: CartWorld) -> int:
+    return _count(app, StockHold, StockHold.article_id == world.articles["goggles"])
+
+
+def _wait_for_first_deletion(app: Flask, sweeper: threading.Thread) -> None:
+    """Return as soon as the sweep has committed a batch: the first hold row is gone."""
+    with database(app):
+        first = db.session.execute(sa.select(sa.func.min(StockHold.id))).scalar_one()
+        deadline = time.monotonic() + 60
+        while db.session.execute(sa.select(StockHold.id).where(StockHold.id == first)).first():
+            db.session.rollback()
+            assert sweeper.is_alive(), "the sweep ended without deleting the first hold"
+            assert time.monotonic() < deadline, "the sweep's first batch never committed"
+            time.sleep(0.001)
+
+
+def test_the_sweep_removes_100000_holds_in_batches_while_other_carts_add_and_check_out(
     app: Flask, client: FlaskClient, world: CartWorld
 ) -> None:
+    """The sweep works in short transactions: carts of other articles never wait for it.
+
+    While the sweep deletes 100,000 expired holds (all of the goggles) and marks their carts
+    expired, one cart adds articles and another checks out through the API. Both start after the
+    sweep's first batch is committed and are done before the sweep is: had the sweep held a lock
+    they need (a cart's row, the table) until its end, they would have ended after it.
+    """
     _expired_crowd(app, world, 100_000)
     assert _count(app, StockHold) == 100_000
+    buyer = open_cart(client, world)
+    for article, variant in (("cap", None), ("suit", "large")):
+        assert add(client, world, buyer, article, 2, variant=variant).status_code == 201
+    checkout_body = {
+        "payment_method": "offline",
+        "answers": {"first_name": "Léa", "last_name": "Roy", "email": "lea.roy@example.org"},
+    }
+    # A first checkout before the sweep, so that the one measured below pays no first-use cost
+    # (templates, translations) that has nothing to do with the sweep.
+    warm_up = open_cart(client, world)
+    assert add(client, world, warm_up, "exempt").status_code == 201
+    warmed = client.post(
+        f"{world.api}/carts/{warm_up[0]}/checkout", json=checkout_body, headers=warm_up[1]
+    )
+    assert warmed.status_code == 201, warmed.get_json()
     shopper = open_cart(client, world)
 
     outcome: dict[str, Any] = {}
@@ -367,9 +405,29 @@ def test_the_sweep_removes_100000_holds_in_batches_while_another_cart_adds_witho
             outcome["seconds"] = outcome["finished"] - started
             db.session.remove()
 
+    checkout: dict[str, Any] = {}
+
+    def check_out() -> None:
+        checkout["holds_left_before"] = _goggle_holds_left(app, world)
+        started = time.monotonic()
+        response = app.test_client().post(
+            f"{world.api}/carts/{buyer[0]}/checkout", json=checkout_body, headers=buyer[1]
+        )
+        checkout["ended"] = time.monotonic()
+        checkout["seconds"] = checkout["ended"] - started
+        checkout["status"] = response.status_code
+        checkout["body"] = response.get_json()
+        # How far the sweep was when the order was placed, for the failure message.
+        checkout["holds_left"] = _goggle_holds_left(app, world)
+        checkout["carts_left"] = _count(
+            app, Cart, Cart.status == CartStatus.ACTIVE, Cart.expires_at < utcnow()
+        )
+
     sweeper = threading.Thread(target=sweep)
     sweeper.start()
-    time.sleep(0.05)
+    _wait_for_first_deletion(app, sweeper)
+    buyer_thread = threading.Thread(target=check_out)
+    buyer_thread.start()
     latencies: list[float] = []
     added_at = None
     for article, variant in (("cap", None), ("suit", "large"), ("exempt", None)):
@@ -378,14 +436,39 @@ def test_the_sweep_removes_100000_holds_in_batches_while_another_cart_adds_witho
         latencies.append(time.monotonic() - started)
         assert response.status_code == 201, response.get_json()
         added_at = time.monotonic()
+    buyer_thread.join(timeout=120)
     sweeper.join(timeout=300)
+    assert not buyer_thread.is_alive()
+    assert not sweeper.is_alive()
+
     result = outcome["result"]
     assert result.holds_deleted == 100_000
     assert result.carts_expired == 100_000
     assert result.batches >= 10
-    # The cart's requests went through while the sweep was still deleting, without waiting on it.
+    report = (
+        f"sweep {outcome['seconds']:.2f} s; checkout {checkout['seconds']:.2f} s, started with "
+        f"{checkout['holds_left_before']} expired holds left, ended with "
+        f"{checkout['holds_left']} holds and {checkout['carts_left']} carts left to sweep; "
+        f"adds {[round(seconds, 2) for seconds in latencies]} s"
+    )
+    # The order went through, for the articles of its own cart, while the sweep was still going.
+    assert checkout["status"] == 201, (checkout["body"], report)
+    order = checkout["body"]
+    assert order["state"] == "awaiting_payment"
+    assert [
+        (line["article_id"], line["variant_id"], line["quantity"]) for line in order["lines"]
+    ] == [
+        (world.articles["cap"], None, 2),
+        (world.articles["suit"], world.variants["large"], 2),
+    ]
+    assert checkout["ended"] < outcome["finished"], report
+    # So did the other cart's requests.
     assert added_at is not None
-    assert added_at < outcome["finished"], (latencies, outcome)
-    assert max(latencies) < 2.0, latencies
+    assert added_at < outcome["finished"], report
+    assert max(latencies) < 2.0, report
+    assert stock_of(app, world.articles["cap"]) == (10, 2)
+    assert stock_of(app, world.articles["suit"], world.variants["large"]) == (5, 2)
+    # Left: the shopper's three holds; the order's holds became sales.
     assert _count(app, StockHold) == 3
-    print(f"\nswept 100,000 holds in {outcome['seconds']:.1f} s; adds took {latencies}")
+    assert _count(app, Cart, Cart.status == CartStatus.CHECKED_OUT) == 2
+    print(f"\nswept 100,000 holds beside a checkout and adds: {report}")
