@@ -136,7 +136,7 @@ def _init_jobs(app: Flask, settings: Settings) -> None:
         app.extensions[outbox.DISPATCHER_EXTENSION] = InProcessDispatcher(app)
 
 
-def _register_blueprints(app: Flask) -> None:
+def _register_blueprints(app: Flask) -> None:  # noqa: PLR0915 - one line per blueprint
     from comptoir.billing import invoice_preview
     from comptoir.billing.views import admin as billing_admin
     from comptoir.billing.views import api as billing_api
@@ -144,6 +144,7 @@ def _register_blueprints(app: Flask) -> None:
     from comptoir.billing.views import operators as billing_operators
     from comptoir.billing.views import shop as billing_shop
     from comptoir.billing.views import stripe_admin as billing_stripe_admin
+    from comptoir.billing.views import stripe_refunds as billing_stripe_refunds
     from comptoir.billing.views import terminal as billing_terminal
     from comptoir.billing.views import terminal_api as billing_terminal_api
     from comptoir.billing.views import webhooks as billing_webhooks
@@ -177,6 +178,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(billing_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_stripe_admin.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_terminal.blueprint, url_prefix="/o/<org_slug>/admin")
+    app.register_blueprint(billing_stripe_refunds.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_shop.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_card.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_webhooks.blueprint)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask.testing import FlaskClient
 
 from comptoir.billing import payments, refunds, stripe_refunds
 from comptoir.billing.models import Order, Refund
@@ -21,6 +22,7 @@ from comptoir.platform.db import db
 from comptoir.platform.errors import ConflictError, ValidationError
 from tests.billing.order_world import (
     OWNER,
+    OrderWorld,
     build_order_world,
     mails,
     order_state,
@@ -363,3 +365,113 @@ def test_an_interac_refund_waiting_for_a_card_can_be_abandoned(
     assert stripe_gateway.retrieve_reader(account, reader_id).action is None
     # What it held is free again.
     refund(app, world.organization_id, order_id, amount=TOTAL, method="terminal")
+
+
+# --------------------------------------------------------------------------- the pages
+
+
+def _sign_in(client: FlaskClient, world: OrderWorld) -> None:
+    with client.session_transaction() as cookie_session:
+        cookie_session["_user_id"] = world.logins["owner"]
+        cookie_session["_fresh"] = True
+        cookie_session["locale"] = "en"
+
+
+def _refund_form(method: str, amount: str) -> dict[str, str]:
+    return {
+        "refund-kind": "amount",
+        "refund-amount": amount,
+        "refund-reason": "Returned",
+        "refund-method": method,
+        "refund-restock": "y",
+    }
+
+
+def test_staff_refund_a_card_payment_from_the_order_page(
+    app: Flask,
+    client: FlaskClient,
+    stripe_gateway: StripeClientGateway,
+    stripe_fake: FakeStripe,
+    stripe_webhooks: WebhookEndpoint,
+) -> None:
+    world = build_order_world(app)
+    account = connect(app, stripe_gateway, stripe_fake, world.organization_id)
+    order_id, _started = pay_by_card(app, stripe_gateway, world, account)
+    settle(app, stripe_fake)
+    _sign_in(client, world)
+    page_url = f"/o/{world.org_slug}/admin/orders/{order_id}"
+
+    page = client.get(page_url).get_data(as_text=True)
+    assert '<option selected value="card">' in page or 'value="card" selected' in page
+
+    too_much = client.post(f"{page_url}/refunds", data=_refund_form("card", "200.00"))
+    assert too_much.status_code == 422
+    assert "more than what can still be refunded" in too_much.get_data(as_text=True)
+
+    asked = client.post(f"{page_url}/refunds", data=_refund_form("card", "20.00"))
+    assert asked.status_code == 303
+    followed = client.get(asked.headers["Location"]).get_data(as_text=True)
+    assert "The refund is sent to Stripe." in followed
+    assert "the credit note is issued once Stripe confirms the refund" in followed
+    settle(app, stripe_fake)
+    assert order_state(app, order_id).refunds == [("card", "succeeded", 2000)]
+    assert order_state(app, order_id).state == "partially_refunded"
+
+
+def test_staff_refund_an_interac_debit_on_a_reader_from_the_pages(
+    app: Flask,
+    client: FlaskClient,
+    stripe_gateway: StripeClientGateway,
+    app_gateway: StripeClientGateway,
+    stripe_fake: FakeStripe,
+    stripe_webhooks: WebhookEndpoint,
+) -> None:
+    world = build_order_world(app)
+    account = connect(app, stripe_gateway, stripe_fake, world.organization_id)
+    reader_id = add_reader(app, stripe_gateway, world.organization_id, account)
+    order_id, _started = pay_on_reader(app, stripe_gateway, world, account, reader_id)
+    settle(app, stripe_fake)
+    _sign_in(client, world)
+    page_url = f"/o/{world.org_slug}/admin/orders/{order_id}"
+    assert "refunded with the card present" in client.get(page_url).get_data(as_text=True)
+
+    asked = client.post(f"{page_url}/refunds", data=_refund_form("terminal", "114.98"))
+    assert asked.status_code == 303
+    reader_page = asked.headers["Location"]
+    assert "/reader" in reader_page
+    page = client.get(reader_page).get_data(as_text=True)
+    assert "it is refunded with the card present" in page
+    assert "Choose a reader, then ask the customer to present the card they paid with." in page
+    with scope(app, world.organization_id):
+        row_id = db.session.execute(
+            sa.select(TerminalReader.id).where(TerminalReader.reader_id == reader_id)
+        ).scalar_one()
+
+    unknown = client.post(reader_page, data={"reader_id": "999999"})
+    assert unknown.status_code == 422
+    assert "Choose one of the organization&#39;s readers." in unknown.get_data(as_text=True)
+
+    started = client.post(reader_page, data={"reader_id": str(row_id)})
+    assert started.status_code == 303
+    status = client.get(f"{reader_page}/status").get_json()
+    assert (status["state"], status["final"]) == ("waiting", False)
+    assert "Waiting for the customer" in status["message"]
+
+    declined = client.post(f"{reader_page}/simulate", data={"card": "declined"})
+    assert declined.status_code == 303
+    status = client.get(f"{reader_page}/status").get_json()
+    assert (status["state"], status["final"]) == ("declined", True)
+
+    client.post(reader_page, data={"reader_id": str(row_id)})
+    client.post(f"{reader_page}/simulate", data={"card": "interac"})
+    status = client.get(f"{reader_page}/status").get_json()
+    # Asked from the reader itself: no event was processed yet.
+    assert (status["state"], status["refund_state"]) == ("approved", "succeeded")
+    settle(app, stripe_fake)
+    final = order_state(app, order_id)
+    assert (final.state, final.refunds, final.credit_notes) == (
+        "refunded",
+        [("terminal", "succeeded", TOTAL)],
+        [TOTAL],
+    )
+    assert len(_refund_mails(app, world.organization_id)) == 1

@@ -42,6 +42,7 @@ from comptoir.billing.money import format_money
 from comptoir.billing.orders import figures, refunded_quantities, state_label
 from comptoir.billing.payment_methods import Audience
 from comptoir.billing.presenters import describe_answers
+from comptoir.billing.views import stripe_refunds as stripe_refund_views
 from comptoir.platform.audit import AuditLog
 from comptoir.platform.db import db, utcnow
 from comptoir.platform.errors import DomainError
@@ -219,6 +220,24 @@ def _methods() -> list[tuple[str, str]]:
     ]
 
 
+def _refund_methods(order: Order) -> list[tuple[str, str]]:
+    """Methods money goes back by: those staff record by hand, and those of a provider (a card
+    refunded through Stripe) the order was paid by."""
+    paid_by = set(
+        db.session.execute(
+            sa.select(Payment.method).where(
+                Payment.order_id == order.id, Payment.state == MoneyState.SUCCEEDED
+            )
+        ).scalars()
+    )
+    return [
+        (method.name, str(method.label))
+        for method in payment_methods.registered()
+        if method.allows(Audience.STAFF)
+        and (method.recordable or (method.at_refund is not None and Method(method.name) in paid_by))
+    ]
+
+
 def _audit_entries(order: Order) -> list[AuditLog]:
     payment_ids = [
         str(i)
@@ -253,7 +272,7 @@ def _forms(order: Order) -> dict[str, Any]:
     if order.checkout_method.value in dict(payment_form.method.choices):
         payment_form.method.data = order.checkout_method.value
     refund_form = RefundForm(prefix="refund", formdata=None)
-    refund_form.method.choices = _methods()
+    refund_form.method.choices = _refund_methods(order)
     last = db.session.execute(
         sa.select(Payment.method)
         .where(Payment.order_id == order.id, Payment.state == MoneyState.SUCCEEDED)
@@ -381,7 +400,7 @@ def order_payment(order_id: int) -> Any:
 def order_refund(order_id: int) -> Any:
     order = _order_or_404(order_id)
     form = RefundForm(prefix="refund")
-    form.method.choices = _methods()
+    form.method.choices = _refund_methods(order)
     if not form.validate():
         return _order_page(order, 422, refund_form=form)
     lines = None
@@ -405,7 +424,7 @@ def order_refund(order_id: int) -> Any:
             form.amount.errors = [_("Enter the amount to refund.")]
             return _order_page(order, 422, refund_form=form)
     try:
-        refunds.refund_order(
+        refund = refunds.refund_order(
             organization=g.organization,
             actor=current_actor(),
             order=order,
@@ -421,6 +440,13 @@ def order_refund(order_id: int) -> Any:
         apply_error(form, error, aliases={"line_ids": "kind"})
         return _order_page(order, 422, refund_form=form)
     db.session.commit()
+    return _refunded(order, refund)
+
+
+def _refunded(order: Order, refund: Refund) -> Any:
+    if refund.state is not MoneyState.SUCCEEDED:
+        # Through a provider: asked for, not done yet (or waiting for a card on a reader).
+        return stripe_refund_views.after_refund(order, refund)
     flash(_("The refund is recorded and its credit note issued."), "success")
     return _back(order)
 
@@ -430,7 +456,7 @@ def order_refund(order_id: int) -> Any:
 def order_cancel(order_id: int) -> Any:
     order = _order_or_404(order_id)
     form = CancelForm(prefix="cancel")
-    form.method.choices = _methods()
+    form.method.choices = _refund_methods(order)
     if not form.validate():
         return _order_page(order, 422, cancel_form=form)
     try:
@@ -447,6 +473,9 @@ def order_cancel(order_id: int) -> Any:
         apply_error(form, error)
         return _order_page(order, 422, cancel_form=form)
     db.session.commit()
+    waiting = stripe_refund_views.refund_in_progress(order)
+    if waiting is not None:
+        return stripe_refund_views.after_refund(order, waiting, cancelled=True)
     flash(_("The order is cancelled."), "success")
     return _back(order)
 
