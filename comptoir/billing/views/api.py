@@ -256,6 +256,10 @@ def create_refund(values: dict[str, Any], order_id: int) -> Response:
     `lines` with a quantity each. At most what was paid and not refunded yet. A credit note is
     issued on the invoice and mailed once; returned units go back to stock unless
     `restock` is false. Cash is paid back at once; an e-Transfer sent back needs its `reference`.
+    A card or reader payment is refunded through Stripe: the refund is `processing` until Stripe
+    confirms it, and its credit note, the stock and the e-mail follow then. An Interac debit
+    taken on a reader stays `pending`: it is refunded with the card on a reader, from the
+    order's page.
     """
     order = _order(order_id)
     lines = values["lines"]
