@@ -416,11 +416,17 @@ def remove_reader(
     """Remove the reader here and at Stripe (registering it again takes a new code)."""
     ensure(actor.role, Permission.MANAGE_SHOPS)
     row = lock_reader(reader)
+    account = stripe_payments.connected_account(organization)
+    if account is not None and (row.payment_id is not None or row.refund_id is not None):
+        # What it was doing may be over with the news still on its way: Stripe says.
+        try:
+            row = refresh_reader(organization=organization, gateway=gateway, reader=row)
+        except StripeGatewayError as error:
+            raise refusal(error) from error
     if is_busy(row) and (row.payment_id is not None or row.refund_id is not None):
         raise ConflictError(
             _("This reader is taking a payment: finish or cancel it before removing the reader.")
         )
-    account = stripe_payments.connected_account(organization)
     if account is not None:
         try:
             gateway.delete_reader(account.account_id, row.reader_id)

@@ -560,6 +560,11 @@ def test_a_busy_reader_is_refused_with_a_clear_message_and_nothing_is_created(
     assert "is busy with another payment" in placed.get_data(as_text=True)
     assert count(app, Order) == orders_before
     assert cart_status(app, cart_id) == "active"
+    # A reader taking a payment is not removed.
+    owner = bearer(terminal.world.keys["owner"])
+    kept = app.test_client().delete(f"{terminal.world.api}/readers/{reader['id']}", headers=owner)
+    assert kept.status_code == 409
+    assert len(readers(app, terminal.world.organization_id)) == 1
 
 
 def test_an_offline_reader_is_refused_with_a_clear_message(
