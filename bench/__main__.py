@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["shop_page", "cart_add", "cart_sweep"]
+BENCHMARKS = ["shop_page", "cart_add", "cart_sweep", "webhooks"]
 
 
 def main(argv: list[str]) -> int:
