@@ -16,33 +16,43 @@ before each run the holds are cleared so that every run starts from the same sta
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import http.client
 import json
-import math
-import os
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from multiprocessing import get_context
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
-from bench.support import PROJECT_ROOT, REDIS_URL, SECRET_KEY, create_database, gunicorn, machine
+from bench.loadgen import (
+    KeepAlive,
+    Result,
+    client_shares,
+    drive,
+    process_pool,
+    processes_for,
+    wait_until,
+)
+from bench.support import (
+    SECRET_KEY,
+    app_env,
+    create_app,
+    create_database,
+    figures,
+    gunicorn,
+    parser,
+    ratio,
+    write_results,
+)
 
 DATABASE = "comptoir_bench_cart"
 ORG_SLUG = "bench-cart"
 SHOP_SLUG = "boutique"
 SPREAD_ARTICLES = 200
 CARTS = 60_000
-RESULTS = PROJECT_ROOT / "bench" / "results" / "cart_add.json"
 GOAL_RATIO = 0.8
 
 
@@ -54,24 +64,15 @@ def seed(database_url: str, instance: Path) -> tuple[int, list[int]]:
     """Migrate and fill the database; answers the hot article's id and the spread ones'."""
     from flask_migrate import upgrade
 
-    from comptoir.app import create_app
     from comptoir.platform.audit import Actor
     from comptoir.platform.db import db
-    from comptoir.platform.settings import Environment, Settings
     from comptoir.platform.tenancy import tenant_scope
     from comptoir.storefront import services, shops
     from comptoir.storefront.services import ArticleData
     from comptoir.storefront.shops import ShopData
     from comptoir.tenants.models import Organization
 
-    app = create_app(
-        Settings(
-            env=Environment.DEVELOPMENT,
-            database_url=database_url,
-            secret_key=SECRET_KEY,
-            instance_path=instance,
-        )
-    )
+    app = create_app(database_url, instance)
     actor = Actor.system("benchmark")
     with app.app_context():
         upgrade()
@@ -143,105 +144,36 @@ def cart_ids(database_url: str) -> list[int]:
 # --------------------------------------------------------------------------- load
 
 
-@dataclass
-class Result:
-    created: int = 0
-    errors: int = 0
-    latencies: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-    # The time the clients were really sending (time.monotonic()), per run; a slow process start
-    # must not count as idle time.
-    windows: list[tuple[float, float]] = field(default_factory=list)
-
-    @property
-    def seconds(self) -> float:
-        return sum(end - start for start, end in self.windows)
-
-    @property
-    def per_second(self) -> float:
-        return self.created / self.seconds if self.seconds else 0.0
-
-    def percentile(self, fraction: float) -> float:
-        if not self.latencies:
-            return math.nan
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))] * 1000
-
-    def merge(self, other: Result, *, same_run: bool = True) -> None:
-        self.created += other.created
-        self.errors += other.errors
-        self.latencies.extend(other.latencies)
-        for status, count in other.statuses.items():
-            self.statuses[status] = self.statuses.get(status, 0) + count
-        if not same_run or not self.windows:
-            self.windows.extend(other.windows)
-        elif other.windows:
-            # Clients of one run: the run lasts from the first start to the last end.
-            starts = [self.windows[-1][0], *(w[0] for w in other.windows)]
-            ends = [self.windows[-1][1], *(w[1] for w in other.windows)]
-            self.windows[-1] = (min(starts), max(ends))
-
-
 @dataclass(frozen=True)
 class Plan:
     port: int
     carts: list[tuple[int, int]]  # (cart id, token number), this process's share
     articles: list[int]
+    clients: int  # this process's clients, who share its carts
     start: float
     stop: float
 
 
-def _client(plan: Plan, index: int, clients: int, out: Result) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", plan.port, timeout=30)
-    mine = plan.carts[index::clients]
-    while time.monotonic() < plan.start:
-        time.sleep(0.001)
-    first = time.monotonic()
+def _client(plan: Plan, index: int, out: Result) -> None:
+    connection = KeepAlive(plan.port)
+    mine = plan.carts[index :: plan.clients]
+    first = wait_until(plan.start)
     for position, (cart_id, number) in enumerate(mine):
         if time.monotonic() >= plan.stop:
             break
-        article = plan.articles[(index + position * clients) % len(plan.articles)]
+        article = plan.articles[(index + position * plan.clients) % len(plan.articles)]
         body = json.dumps({"article_id": article, "quantity": 1})
         headers = {"Content-Type": "application/json", "X-Cart-Token": _token(number)}
         started = time.perf_counter()
-        try:
-            connection.request(
-                "POST", f"/api/v1/o/{ORG_SLUG}/carts/{cart_id}/lines", body=body, headers=headers
-            )
-            response = connection.getresponse()
-            response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException):
-            status = 0
-            connection.close()
-            connection = http.client.HTTPConnection("127.0.0.1", plan.port, timeout=30)
-        out.statuses[status] = out.statuses.get(status, 0) + 1
-        if status == 201:
-            out.created += 1
-            out.latencies.append(time.perf_counter() - started)
-        else:
-            out.errors += 1
+        status, _ = connection.send(
+            "POST", f"/api/v1/o/{ORG_SLUG}/carts/{cart_id}/lines", body=body, headers=headers
+        )
+        out.record(status, ok=status == 201, elapsed=time.perf_counter() - started)
     out.windows.append((first, time.monotonic()))
     connection.close()
 
 
-def _process(plan: Plan, clients: int) -> Result:
-    results = [Result() for _ in range(clients)]
-    threads = [
-        threading.Thread(target=_client, args=(plan, n, clients, results[n]))
-        for n in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    total = Result()
-    for result in results:
-        total.merge(result)
-    return total
-
-
-def drive(
+def run(
     pool: ProcessPoolExecutor,
     processes: int,
     port: int,
@@ -252,61 +184,27 @@ def drive(
     seconds: float,
 ) -> Result:
     """One run: ``clients`` closed-loop clients for ``seconds``, each add on a cart of its own."""
-    shares = [
-        clients // processes + (1 if n < clients % processes else 0) for n in range(processes)
-    ]
-    start = time.monotonic() + 0.5
-    futures = [
-        pool.submit(
-            _process,
-            Plan(
-                port=port,
-                carts=carts[n::processes],
-                articles=articles,
-                start=start,
-                stop=start + seconds,
-            ),
-            share,
+    shares = client_shares(clients, processes)
+
+    def plan_for(process: int, _first: int, start: float, stop: float) -> Plan:
+        return Plan(
+            port=port,
+            carts=carts[process::processes],
+            articles=articles,
+            clients=shares[process],
+            start=start,
+            stop=stop,
         )
-        for n, share in enumerate(shares)
-        if share
-    ]
-    total = Result()
-    for future in futures:
-        total.merge(future.result())
-    return total
 
-
-def figures(label: str, result: Result) -> dict[str, Any]:
-    data = {
-        "label": label,
-        "adds_per_second": round(result.per_second, 1),
-        "p50_ms": round(result.percentile(0.50), 1),
-        "p95_ms": round(result.percentile(0.95), 1),
-        "adds": result.created,
-        "errors": result.errors,
-        "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
-    }
-    print(
-        f"{label:<24} {data['adds_per_second']:>8.1f} adds/s   p50 {data['p50_ms']:>6.1f} ms   "
-        f"p95 {data['p95_ms']:>6.1f} ms   errors {result.errors}",
-        flush=True,
-    )
-    return data
+    return drive(pool, processes, _client, plan_for, clients=clients, seconds=seconds)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.cart_add", description=__doc__.split("\n\n")[0]
+    options_parser = parser("cart_add", __doc__, seconds=10.0, clients=20)
+    options_parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when the goal is missed"
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each case, alternated")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured time first")
-    parser.add_argument("--clients", type=int, default=20, help="concurrent clients")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when the goal is missed")
-    options = parser.parse_args(argv)
+    options = options_parser.parse_args(argv)
 
     instance = Path(tempfile.mkdtemp(prefix="comptoir-bench-cart-"))
     started = time.monotonic()
@@ -321,13 +219,6 @@ def main(argv: list[str]) -> int:
         f"{options.clients} clients, {options.rounds} x {options.seconds:g} s per case, "
         f"gunicorn gthread {options.workers} workers x {options.threads} threads"
     )
-    env = {
-        "COMPTOIR_ENV": "development",
-        "COMPTOIR_DATABASE_URL": database_url,
-        "COMPTOIR_REDIS_URL": REDIS_URL,
-        "COMPTOIR_SECRET_KEY": SECRET_KEY,
-        "COMPTOIR_INSTANCE_PATH": str(instance),
-    }
     numbered = list(zip(ids, range(len(ids)), strict=True))
     # Carts are never reused: each case draws from its own share, run after run.
     shares = {
@@ -337,75 +228,51 @@ def main(argv: list[str]) -> int:
     }
     used = {"hot": 0, "spread": 0}
     totals = {"hot": Result(), "spread": Result()}
-    processes = min(options.clients, max(2, os.cpu_count() or 2))
+    processes = processes_for(options.clients)
+    load = {"clients": options.clients}
     with (
         gunicorn(
             "wsgi:app",
-            env=env,
+            env=app_env(database_url, instance),
             workers=options.workers,
             threads=options.threads,
             ready_path="/healthz",
         ) as port,
-        ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool,
+        process_pool(processes) as pool,
     ):
-        drive(
-            pool,
-            processes,
-            port,
-            shares["warmup"],
-            spread,
-            clients=options.clients,
-            seconds=options.warmup,
-        )
+        run(pool, processes, port, shares["warmup"], spread, **load, seconds=options.warmup)
         # Alternate the cases so that a machine whose load drifts does not favour either.
         for _round in range(options.rounds):
             for case, articles in (("hot", [hot]), ("spread", spread)):
                 clear_holds(database_url)
                 carts = shares[case][used[case] :]
-                result = drive(
-                    pool,
-                    processes,
-                    port,
-                    carts,
-                    articles,
-                    clients=options.clients,
-                    seconds=options.seconds,
+                result = run(
+                    pool, processes, port, carts, articles, **load, seconds=options.seconds
                 )
-                used[case] += result.created + result.errors
+                used[case] += result.succeeded + result.errors
                 totals[case].merge(result, same_run=False)
-    hot_result = figures("one hot article", totals["hot"])
-    spread_result = figures(f"{len(spread)} different articles", totals["spread"])
-    ratio = (
-        hot_result["adds_per_second"] / spread_result["adds_per_second"]
-        if spread_result["adds_per_second"]
-        else 0.0
+    shown = {"unit": "adds", "count": "adds", "width": 24}
+    hot_result = figures("one hot article", totals["hot"], **shown)
+    spread_result = figures(f"{len(spread)} different articles", totals["spread"], **shown)
+    hot_ratio = ratio(
+        hot_result, spread_result, key="adds_per_second", name="hot/spread", goal=GOAL_RATIO
     )
-    met = ratio >= GOAL_RATIO
-    print(f"ratio hot/spread: {ratio:.2f} (goal >= {GOAL_RATIO}) {'met' if met else 'MISSED'}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": machine(),
-                "command": "python -m bench.cart_add " + " ".join(argv),
-                "settings": {
-                    "clients": options.clients,
-                    "seconds": options.seconds,
-                    "rounds": options.rounds,
-                    "workers": options.workers,
-                    "threads": options.threads,
-                    "spread_articles": len(spread),
-                },
-                "runs": [hot_result, spread_result],
-                "ratio": round(ratio, 3),
-                "goal_met": met,
-            },
-            indent=2,
-        )
-        + "\n"
+    met = hot_ratio >= GOAL_RATIO
+    write_results(
+        "cart_add",
+        argv,
+        settings={
+            "clients": options.clients,
+            "seconds": options.seconds,
+            "rounds": options.rounds,
+            "workers": options.workers,
+            "threads": options.threads,
+            "spread_articles": len(spread),
+        },
+        runs=[hot_result, spread_result],
+        ratio=round(hot_ratio, 3),
+        goal_met=met,
     )
-    print(f"results written to {RESULTS.relative_to(PROJECT_ROOT)}")
     return 1 if options.strict and not met else 0
 
 

@@ -12,20 +12,17 @@ database. Goal: the sweep's rate >= 0.5 x the raw delete's.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.support import PROJECT_ROOT, SECRET_KEY, create_database, machine
+from bench.support import create_app, create_database, write_results
 
 DATABASE = "comptoir_bench_sweep"
-RESULTS = PROJECT_ROOT / "bench" / "results" / "cart_sweep.json"
 GOAL_RATIO = 0.5
 
 
@@ -33,24 +30,15 @@ def seed(database_url: str, instance: Path, holds: int) -> Any:
     """Migrate, create an organization, a shop, an article and ``holds`` expired carts."""
     from flask_migrate import upgrade
 
-    from comptoir.app import create_app
     from comptoir.platform.audit import Actor
     from comptoir.platform.db import db
-    from comptoir.platform.settings import Environment, Settings
     from comptoir.platform.tenancy import tenant_scope
     from comptoir.storefront import services, shops
     from comptoir.storefront.services import ArticleData
     from comptoir.storefront.shops import ShopData
     from comptoir.tenants.models import Organization
 
-    app = create_app(
-        Settings(
-            env=Environment.DEVELOPMENT,
-            database_url=database_url,
-            secret_key=SECRET_KEY,
-            instance_path=instance,
-        )
-    )
+    app = create_app(database_url, instance)
     actor = Actor.system("benchmark")
     with app.app_context():
         upgrade()
@@ -165,23 +153,14 @@ def main(argv: list[str]) -> int:
     ratio = rates["sweep"] / rates["raw DELETE"]
     met = ratio >= GOAL_RATIO
     print(f"ratio sweep/raw: {ratio:.2f} (goal >= {GOAL_RATIO}) {'met' if met else 'MISSED'}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": machine(),
-                "command": "python -m bench.cart_sweep " + " ".join(argv),
-                "settings": {"holds": options.holds, "rounds": options.rounds, "batch": 5000},
-                "holds_per_second": {label: round(rate) for label, rate in rates.items()},
-                "ratio": round(ratio, 3),
-                "goal_met": met,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        "cart_sweep",
+        argv,
+        settings={"holds": options.holds, "rounds": options.rounds, "batch": 5000},
+        holds_per_second={label: round(rate) for label, rate in rates.items()},
+        ratio=round(ratio, 3),
+        goal_met=met,
     )
-    print(f"results written to {RESULTS.relative_to(PROJECT_ROOT)}")
     return 1 if options.strict and not met else 0
 
 

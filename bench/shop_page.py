@@ -13,19 +13,27 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import random
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from redis import Redis
 
 from bench import loadgen
-from bench.support import PROJECT_ROOT, REDIS_URL, SECRET_KEY, create_database, gunicorn, machine
+from bench.support import (
+    REDIS_URL,
+    app_env,
+    create_app,
+    create_database,
+    figures,
+    gunicorn,
+    parser,
+    ratio,
+    write_results,
+)
 
 DATABASE = "comptoir_bench_shop"
 ORG_SLUG = "bench"
@@ -33,7 +41,6 @@ SHOP_SLUG = "boutique"
 ARTICLES = 500
 TAGS = 20
 IMAGES = 40
-RESULTS = PROJECT_ROOT / "bench" / "results" / "shop_page.json"
 GOAL_RATIO = 0.25
 GOAL_P95_MS = 100.0
 
@@ -43,24 +50,15 @@ def seed(database_url: str, instance: Path) -> list[str]:
     from flask_migrate import upgrade
     from PIL import Image
 
-    from comptoir.app import create_app
     from comptoir.platform.audit import Actor
     from comptoir.platform.db import db
-    from comptoir.platform.settings import Environment, Settings
     from comptoir.platform.tenancy import tenant_scope
     from comptoir.storefront import services, shops
     from comptoir.storefront.services import ArticleData, VariantData
     from comptoir.storefront.shops import ShopData
     from comptoir.tenants.models import Organization
 
-    app = create_app(
-        Settings(
-            env=Environment.DEVELOPMENT,
-            database_url=database_url,
-            secret_key=SECRET_KEY,
-            instance_path=instance,
-        )
-    )
+    app = create_app(database_url, instance)
     actor = Actor.system("benchmark")
     rng = random.Random(2026)
     with app.app_context():
@@ -143,40 +141,20 @@ def measure(
     with gunicorn(
         target, env=env, workers=options.workers, threads=options.threads, ready_path=paths[0]
     ) as port:
-        loadgen.run("127.0.0.1", port, paths, concurrency=options.clients, seconds=options.warmup)
-        result = loadgen.run(
-            "127.0.0.1", port, paths, concurrency=options.clients, seconds=options.seconds
-        )
-    figures = {
-        "label": label,
-        "requests_per_second": round(result.per_second, 1),
-        "p50_ms": round(result.percentile(0.50), 1),
-        "p95_ms": round(result.percentile(0.95), 1),
-        "p99_ms": round(result.percentile(0.99), 1),
-        "requests": result.requests,
-        "errors": result.errors,
-    }
-    print(
-        f"{label:<28} {figures['requests_per_second']:>9.1f} req/s   "
-        f"p50 {figures['p50_ms']:>6.1f} ms   p95 {figures['p95_ms']:>6.1f} ms   "
-        f"errors {result.errors}",
-        flush=True,
-    )
-    return figures
+        loadgen.run(port, paths, concurrency=options.clients, seconds=options.warmup)
+        result = loadgen.run(port, paths, concurrency=options.clients, seconds=options.seconds)
+    return figures(label, result, unit="requests", count="requests")
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.shop_page", description=__doc__.split("\n\n")[0]
+    options_parser = parser("shop_page", __doc__, seconds=20.0, clients=20, rounds=False)
+    options_parser.add_argument(
+        "--no-uncached", action="store_true", help="skip the run without cache"
     )
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured time per server")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured time per server")
-    parser.add_argument("--clients", type=int, default=20, help="concurrent clients")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
-    parser.add_argument("--no-uncached", action="store_true", help="skip the run without cache")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
-    options = parser.parse_args(argv)
+    options_parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a goal is missed"
+    )
+    options = options_parser.parse_args(argv)
 
     instance = Path(tempfile.mkdtemp(prefix="comptoir-bench-"))
     started = time.monotonic()
@@ -188,56 +166,36 @@ def main(argv: list[str]) -> int:
         f"{options.workers} workers x {options.threads} threads"
     )
     _forget_cached_pages()
-    app_env = {
-        "COMPTOIR_ENV": "development",
-        "COMPTOIR_DATABASE_URL": database_url,
-        "COMPTOIR_REDIS_URL": REDIS_URL,
-        "COMPTOIR_SECRET_KEY": SECRET_KEY,
-        "COMPTOIR_INSTANCE_PATH": str(instance),
-    }
-    shop = measure("shop page", "bench.shop_wsgi:app", app_env, paths, options)
+    shop_env = app_env(database_url, instance)
+    shop = measure("shop page", "bench.shop_wsgi:app", shop_env, paths, options)
     bare = measure("bare Flask endpoint", "bench.bare_app:app", {}, ["/"], options)
     runs = [shop, bare]
     if not options.no_uncached:
-        uncached_env = {**app_env, "BENCH_SHOP_CACHE_SECONDS": "0"}
+        uncached_env = {**shop_env, "BENCH_SHOP_CACHE_SECONDS": "0"}
         runs.append(
             measure("shop page, no page cache", "bench.shop_wsgi:app", uncached_env, paths, options)
         )
 
-    ratio = (
-        shop["requests_per_second"] / bare["requests_per_second"]
-        if bare["requests_per_second"]
-        else 0.0
-    )
-    ratio_ok = ratio >= GOAL_RATIO
+    shop_ratio = ratio(shop, bare, key="requests_per_second", name="shop/bare", goal=GOAL_RATIO)
+    ratio_ok = shop_ratio >= GOAL_RATIO
     p95_ok = shop["p95_ms"] < GOAL_P95_MS
-    print(f"ratio shop/bare: {ratio:.2f} (goal >= {GOAL_RATIO}) {'met' if ratio_ok else 'MISSED'}")
     verdict = "met" if p95_ok else "MISSED"
     print(f"shop p95: {shop['p95_ms']:.1f} ms (goal < {GOAL_P95_MS:g} ms) {verdict}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": machine(),
-                "command": "python -m bench.shop_page " + " ".join(argv),
-                "settings": {
-                    "articles": ARTICLES,
-                    "tags": TAGS,
-                    "clients": options.clients,
-                    "seconds": options.seconds,
-                    "workers": options.workers,
-                    "threads": options.threads,
-                },
-                "runs": runs,
-                "ratio": round(ratio, 3),
-                "goals_met": ratio_ok and p95_ok,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        "shop_page",
+        argv,
+        settings={
+            "articles": ARTICLES,
+            "tags": TAGS,
+            "clients": options.clients,
+            "seconds": options.seconds,
+            "workers": options.workers,
+            "threads": options.threads,
+        },
+        runs=runs,
+        ratio=round(shop_ratio, 3),
+        goals_met=ratio_ok and p95_ok,
     )
-    print(f"results written to {RESULTS.relative_to(PROJECT_ROOT)}")
     return 1 if options.strict and not (ratio_ok and p95_ok) else 0
 
 
