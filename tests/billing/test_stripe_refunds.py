@@ -475,3 +475,42 @@ def test_staff_refund_an_interac_debit_on_a_reader_from_the_pages(
         [TOTAL],
     )
     assert len(_refund_mails(app, world.organization_id)) == 1
+
+
+def test_staff_stop_waiting_for_the_card_then_abandon_the_refund_from_the_reader_page(
+    app: Flask,
+    client: FlaskClient,
+    stripe_gateway: StripeClientGateway,
+    app_gateway: StripeClientGateway,
+    stripe_fake: FakeStripe,
+    stripe_webhooks: WebhookEndpoint,
+) -> None:
+    world = build_order_world(app)
+    account = connect(app, stripe_gateway, stripe_fake, world.organization_id)
+    reader_id = add_reader(app, stripe_gateway, world.organization_id, account)
+    order_id, _started = pay_on_reader(app, stripe_gateway, world, account, reader_id)
+    settle(app, stripe_fake)
+    _sign_in(client, world)
+    page_url = f"/o/{world.org_slug}/admin/orders/{order_id}"
+    reader_page = client.post(f"{page_url}/refunds", data=_refund_form("terminal", "114.98"))
+    reader_page_url = reader_page.headers["Location"]
+    with scope(app, world.organization_id):
+        row_id = db.session.execute(
+            sa.select(TerminalReader.id).where(TerminalReader.reader_id == reader_id)
+        ).scalar_one()
+
+    client.post(reader_page_url, data={"reader_id": str(row_id)})
+    cancelled = client.post(f"{reader_page_url}/cancel")
+    assert cancelled.status_code == 303
+    assert cancelled.headers["Location"].endswith(reader_page_url.rsplit("/o/", 1)[-1])
+    page = client.get(reader_page_url).get_data(as_text=True)
+    assert "The reader stopped waiting for the card." in page
+
+    client.post(reader_page_url, data={"reader_id": str(row_id)})
+    abandoned = client.post(f"{reader_page_url}/abandon")
+    assert abandoned.status_code == 303
+    assert abandoned.headers["Location"].endswith(page_url)
+    assert "The refund is abandoned: nothing was given back." in client.get(page_url).get_data(
+        as_text=True
+    )
+    assert order_state(app, order_id).refunds == [("terminal", "cancelled", TOTAL)]

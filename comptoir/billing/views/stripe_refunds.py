@@ -8,6 +8,7 @@ the reader, the fallback when its events are late.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -244,13 +245,13 @@ def status(order_id: int, refund_id: int) -> Any:
     return response
 
 
-@blueprint.post("/orders/<int:order_id>/refunds/<int:refund_id>/reader/cancel")
-@refund_required
-def cancel(order_id: int, refund_id: int) -> Any:
-    """Stop waiting for the card on the reader (the refund may be tried again)."""
-    _order, refund = _refund_or_404(order_id, refund_id)
+def _act_on_reader_refund(
+    action: Callable[..., None], refund: Refund, *, done: str, then: str
+) -> Any:
+    """Run ``action`` on the refund: on success commit, say ``done`` and go to ``then``; a
+    refusal (ours or Stripe's) is said on the reader's page."""
     try:
-        stripe_refunds.cancel_reader_refund(
+        action(
             organization=g.organization,
             actor=current_actor(),
             refund=refund,
@@ -261,8 +262,21 @@ def cancel(order_id: int, refund_id: int) -> Any:
         flash(getattr(error, "user_message", None) or str(error), "error")
         return redirect(reader_url(refund), code=303)
     db.session.commit()
-    flash(_("The reader stopped waiting for the card."), "success")
-    return redirect(reader_url(refund), code=303)
+    flash(done, "success")
+    return redirect(then, code=303)
+
+
+@blueprint.post("/orders/<int:order_id>/refunds/<int:refund_id>/reader/cancel")
+@refund_required
+def cancel(order_id: int, refund_id: int) -> Any:
+    """Stop waiting for the card on the reader (the refund may be tried again)."""
+    _order, refund = _refund_or_404(order_id, refund_id)
+    return _act_on_reader_refund(
+        stripe_refunds.cancel_reader_refund,
+        refund,
+        done=_("The reader stopped waiting for the card."),
+        then=reader_url(refund),
+    )
 
 
 @blueprint.post("/orders/<int:order_id>/refunds/<int:refund_id>/reader/abandon")
@@ -270,20 +284,12 @@ def cancel(order_id: int, refund_id: int) -> Any:
 def abandon(order_id: int, refund_id: int) -> Any:
     """Give up on the refund: nothing goes back, and the amount may be refunded otherwise."""
     order, refund = _refund_or_404(order_id, refund_id)
-    try:
-        stripe_refunds.abandon_refund(
-            organization=g.organization,
-            actor=current_actor(),
-            refund=refund,
-            gateway=current_gateway(),
-        )
-    except (DomainError, StripeGatewayError) as error:
-        db.session.rollback()
-        flash(getattr(error, "user_message", None) or str(error), "error")
-        return redirect(reader_url(refund), code=303)
-    db.session.commit()
-    flash(_("The refund is abandoned: nothing was given back."), "success")
-    return redirect(url_for("billing_admin.order", order_id=order.id), code=303)
+    return _act_on_reader_refund(
+        stripe_refunds.abandon_refund,
+        refund,
+        done=_("The refund is abandoned: nothing was given back."),
+        then=url_for("billing_admin.order", order_id=order.id),
+    )
 
 
 @blueprint.post("/orders/<int:order_id>/refunds/<int:refund_id>/reader/simulate")
