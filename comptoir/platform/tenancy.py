@@ -13,7 +13,7 @@ Cross-tenant work (operator console, sweeps) says so with :func:`unscoped`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -240,3 +240,22 @@ def disable_row_level_security_sql(table: str) -> list[str]:
         f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY",
     ]
+
+
+def enable_row_level_security(op: Any, tables: Iterable[str]) -> None:
+    """In a migration's upgrade: put ``tables`` under the tenant policy (PostgreSQL only; SQLite
+    has no row-level security and relies on the session guard alone)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table in tables:
+        for statement in enable_row_level_security_sql(table):
+            op.execute(statement)
+
+
+def disable_row_level_security(op: Any, tables: Iterable[str]) -> None:
+    """In a migration's downgrade: take ``tables`` out of the tenant policy (PostgreSQL only)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table in tables:
+        for statement in disable_row_level_security_sql(table):
+            op.execute(statement)

@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql
 
 import comptoir.platform.db
 from comptoir.platform.tenancy import (
-    disable_row_level_security_sql,
-    enable_row_level_security_sql,
+    disable_row_level_security,
+    enable_row_level_security,
 )
 
 # revision identifiers, used by Alembic.
@@ -47,10 +47,6 @@ FORM_REFERENCES = [
         "fk_shops_default_checkout_form_id_checkout_forms",
     ),
 ]
-
-
-def _is_postgresql() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
 
 
 def upgrade():
@@ -739,17 +735,11 @@ def upgrade():
                 ["organization_id", "id"],
             )
 
-    if _is_postgresql():
-        for table in TENANT_TABLES:
-            for statement in enable_row_level_security_sql(table):
-                op.execute(statement)
+    enable_row_level_security(op, TENANT_TABLES)
 
 
 def downgrade():
-    if _is_postgresql():
-        for table in TENANT_TABLES:
-            for statement in disable_row_level_security_sql(table):
-                op.execute(statement)
+    disable_row_level_security(op, TENANT_TABLES)
     for table, _column, name in FORM_REFERENCES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_constraint(name, type_="foreignkey")
