@@ -105,6 +105,37 @@ def checkout_by_card_in_pages(app: Flask, client: FlaskClient, world: OrderWorld
     return client.post(f"{base}/payment", data={"payment_method": "card", "nonce": nonce.group(1)})
 
 
+def checkout_by_card_through_api(
+    app: Flask, client: FlaskClient, world: OrderWorld, article: str = "course"
+) -> Any:
+    """A customer's checkout of one ``article`` by card through the API; the response."""
+    cart_id, cart_token = new_cart(app, world, [(article, 1)])
+    return client.post(
+        f"{world.api}/carts/{cart_id}/checkout",
+        json={"payment_method": "card", "answers": OWNER_ANSWERS},
+        headers={"X-Cart-Token": cart_token},
+    )
+
+
+@dataclass(frozen=True)
+class PlacedByCard:
+    card_page_url: str
+    token: str
+    order: Order
+    attempt: CardRow
+
+
+def place_by_card_in_pages(app: Flask, client: FlaskClient, world: OrderWorld) -> PlacedByCard:
+    """Steps 2 and 3 in the pages with ``card``: the card page, the order and its first attempt."""
+    placed = checkout_by_card_in_pages(app, client, world)
+    assert placed.status_code == 303
+    card_page_url = path_of(placed.headers["Location"])
+    token = card_page_url.split("/orders/")[1].split("/")[0]
+    order = order_of_token(app, token)
+    [attempt] = card_rows(app, order.id)
+    return PlacedByCard(card_page_url, token, order, attempt)
+
+
 def order_of_token(app: Flask, token: str) -> Order:
     with database(app):
         order = db.session.execute(
@@ -208,14 +239,15 @@ def test_a_customer_pays_by_card_in_the_pages_and_the_webhook_marks_the_order_pa
     jobs: Any,
 ) -> None:
     world = card_world.world
-    placed = checkout_by_card_in_pages(app, client, world)
-    assert placed.status_code == 303
-    card_page_url = path_of(placed.headers["Location"])
-    token = card_page_url.split("/orders/")[1].split("/")[0]
+    placed = place_by_card_in_pages(app, client, world)
+    card_page_url, token, order, attempt = (
+        placed.card_page_url,
+        placed.token,
+        placed.order,
+        placed.attempt,
+    )
     assert card_page_url == f"{world.shop_url}/orders/{token}/card"
-    order = order_of_token(app, token)
     assert order.state.value == "awaiting_payment"
-    [attempt] = card_rows(app, order.id)
     assert (attempt.state, attempt.attempt) == ("processing", 1)
 
     # The PaymentIntent: on the organization's account, for the server's amount, with the fee.
@@ -282,10 +314,8 @@ def test_a_forged_return_changes_nothing(
     jobs: Any,
 ) -> None:
     world = card_world.world
-    placed = checkout_by_card_in_pages(app, client, world)
-    token = path_of(placed.headers["Location"]).split("/orders/")[1].split("/")[0]
-    order = order_of_token(app, token)
-    [attempt] = card_rows(app, order.id)
+    placed = place_by_card_in_pages(app, client, world)
+    token, order, attempt = placed.token, placed.order, placed.attempt
     forged = client.get(
         f"{world.shop_url}/orders/{token}/card/return?"
         + urlencode(
@@ -312,12 +342,7 @@ def test_the_api_checkout_answers_a_next_action_and_the_webhook_pays(
     jobs: Any,
 ) -> None:
     world = card_world.world
-    cart_id, cart_token = new_cart(app, world, [("course", 1)])
-    response = client.post(
-        f"{world.api}/carts/{cart_id}/checkout",
-        json={"payment_method": "card", "answers": OWNER_ANSWERS},
-        headers={"X-Cart-Token": cart_token},
-    )
+    response = checkout_by_card_through_api(app, client, world)
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
     assert body["state"] == "awaiting_payment"
@@ -353,9 +378,8 @@ def test_a_declined_card_leaves_the_order_awaiting_payment_and_try_again_starts_
     jobs: Any,
 ) -> None:
     world = card_world.world
-    placed = checkout_by_card_in_pages(app, client, world)
-    token = path_of(placed.headers["Location"]).split("/orders/")[1].split("/")[0]
-    order = order_of_token(app, token)
+    placed = place_by_card_in_pages(app, client, world)
+    token, order = placed.token, placed.order
     [first] = card_rows(app, order.id)
     page = client.get(f"{world.shop_url}/orders/{token}/card").get_data(as_text=True)
 
@@ -417,9 +441,8 @@ def test_3d_secure_asks_for_action_then_completes_and_the_order_is_paid(
     jobs: Any,
 ) -> None:
     world = card_world.world
-    placed = checkout_by_card_in_pages(app, client, world)
-    token = path_of(placed.headers["Location"]).split("/orders/")[1].split("/")[0]
-    order = order_of_token(app, token)
+    placed = place_by_card_in_pages(app, client, world)
+    token, order = placed.token, placed.order
     page = client.get(f"{world.shop_url}/orders/{token}/card").get_data(as_text=True)
 
     status, challenge, _body = pay_on_hosted_form(hosted_form_of(page), "4000002760003184")
@@ -451,10 +474,8 @@ def test_a_failed_3d_secure_is_a_decline_with_a_message_in_both_languages(
     jobs: Any,
 ) -> None:
     world = card_world.world
-    placed = checkout_by_card_in_pages(app, client, world)
-    token = path_of(placed.headers["Location"]).split("/orders/")[1].split("/")[0]
-    order = order_of_token(app, token)
-    [attempt] = card_rows(app, order.id)
+    placed = place_by_card_in_pages(app, client, world)
+    token, order, attempt = placed.token, placed.order, placed.attempt
     intent = stripe_gateway.confirm_payment_intent(
         card_world.account, attempt.intent, payment_method="pm_card_authenticationRequired"
     )
@@ -482,10 +503,8 @@ def test_an_amount_that_differs_at_stripe_is_flagged_and_the_order_is_not_paid(
     jobs: Any,
 ) -> None:
     world = card_world.world
-    placed = checkout_by_card_in_pages(app, client, world)
-    token = path_of(placed.headers["Location"]).split("/orders/")[1].split("/")[0]
-    order = order_of_token(app, token)
-    [attempt] = card_rows(app, order.id)
+    placed = place_by_card_in_pages(app, client, world)
+    token, order, attempt = placed.token, placed.order, placed.attempt
     with stripe_fake.lock:
         found = stripe_fake.locate(attempt.intent)
         assert found is not None
@@ -518,12 +537,7 @@ def test_an_intent_of_organization_a_never_pays_an_order_of_organization_b(
     world_b = build_order_world(app, slug="club-b")
     account_b = connect(app, stripe_gateway, stripe_fake, world_b.organization_id)
     offer_card(app, world_b)
-    cart_id, cart_token = new_cart(app, world_b, [("course", 1)])
-    placed_b = client.post(
-        f"{world_b.api}/carts/{cart_id}/checkout",
-        json={"payment_method": "card", "answers": OWNER_ANSWERS},
-        headers={"X-Cart-Token": cart_token},
-    ).get_json()
+    placed_b = checkout_by_card_through_api(app, client, world_b).get_json()
     [payment_b] = card_rows(app, placed_b["id"])
 
     # On A's account, an intent whose metadata names B's order and payment, paid in full.
@@ -578,18 +592,14 @@ def test_a_second_card_payment_on_a_paid_order_is_refused(
     jobs: Any,
 ) -> None:
     world = card_world.world
-    placed = checkout_by_card_in_pages(app, client, world)
-    token = path_of(placed.headers["Location"]).split("/orders/")[1].split("/")[0]
-    order = order_of_token(app, token)
-    [attempt] = card_rows(app, order.id)
+    placed = place_by_card_in_pages(app, client, world)
+    token, order, attempt = placed.token, placed.order, placed.attempt
     stripe_gateway.confirm_payment_intent(
         card_world.account, attempt.intent, payment_method="pm_card_visa"
     )
     deliver_events(stripe_fake, jobs)
     assert order_state(app, order.id).state == "paid"
-    intents_before = len(
-        stripe_fake.objects_of(stripe_fake.store_for(card_world.account), "payment_intent")
-    )
+    intents_before = intents_of(stripe_fake, card_world.account)
 
     api = client.post(
         f"{world.api}/orders/{order.id}/payments",
@@ -601,10 +611,7 @@ def test_a_second_card_payment_on_a_paid_order_is_refused(
     page = client.post(f"{world.shop_url}/orders/{token}/card/attempts")
     assert page.status_code == 303
     assert len(card_rows(app, order.id)) == 1
-    intents_after = len(
-        stripe_fake.objects_of(stripe_fake.store_for(card_world.account), "payment_intent")
-    )
-    assert intents_after == intents_before
+    assert intents_of(stripe_fake, card_world.account) == intents_before
 
 
 def test_staff_start_a_card_attempt_through_the_api(
@@ -657,20 +664,12 @@ def test_card_is_refused_when_the_shop_does_not_offer_it_or_charges_are_not_enab
     world = build_order_world(app)
     account = connect(app, stripe_gateway, stripe_fake, world.organization_id, onboarded=False)
 
-    def checkout() -> Any:
-        cart_id, cart_token = new_cart(app, world, [("cap", 1)])
-        return client.post(
-            f"{world.api}/carts/{cart_id}/checkout",
-            json={"payment_method": "card", "answers": OWNER_ANSWERS},
-            headers={"X-Cart-Token": cart_token},
-        )
-
-    not_offered = checkout()
+    not_offered = checkout_by_card_through_api(app, client, world, "cap")
     assert not_offered.status_code == 422
     assert "payment_method" in not_offered.get_json()["error"]["fields"]
 
     offer_card(app, world)
-    not_enabled = checkout()
+    not_enabled = checkout_by_card_through_api(app, client, world, "cap")
     assert not_enabled.status_code == 422, not_enabled.get_json()
     assert (
         "Stripe is not connected" in not_enabled.get_json()["error"]["fields"]["payment_method"][0]
@@ -712,11 +711,8 @@ def test_with_real_keys_the_card_page_mounts_the_payment_element_on_the_connecte
         max_network_retries=0,
         simulated=False,
     )
-    placed = checkout_by_card_in_pages(app, client, world)
-    card_page = path_of(placed.headers["Location"])
-    token = card_page.split("/orders/")[1].split("/")[0]
-    order = order_of_token(app, token)
-    [attempt] = card_rows(app, order.id)
+    placed = place_by_card_in_pages(app, client, world)
+    card_page, token, attempt = placed.card_page_url, placed.token, placed.attempt
     page = client.get(card_page + "?lang=fr")
     text = page.get_data(as_text=True)
     assert page.status_code == 200
