@@ -84,6 +84,33 @@ def card_world(
     return CardWorld(world, account)
 
 
+@dataclass(frozen=True)
+class Paying:
+    """A club that takes cards, with the Stripe fake, its webhooks delivered, and the jobs."""
+
+    world: OrderWorld
+    account: str
+    gateway: StripeClientGateway
+    fake: FakeStripe
+    jobs: Any
+
+    def deliver_events(self) -> None:
+        """Wait for the webhooks Stripe owes, then run the jobs they queued."""
+        assert self.fake.webhooks.wait_idle(10)
+        self.jobs()
+
+
+@pytest.fixture
+def paying(
+    card_world: CardWorld,
+    stripe_gateway: StripeClientGateway,
+    stripe_fake: FakeStripe,
+    stripe_webhooks: WebhookEndpoint,
+    jobs: Any,
+) -> Paying:
+    return Paying(card_world.world, card_world.account, stripe_gateway, stripe_fake, jobs)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -230,15 +257,9 @@ def status_of(client: FlaskClient, world: OrderWorld, token: str) -> dict[str, A
 
 
 def test_a_customer_pays_by_card_in_the_pages_and_the_webhook_marks_the_order_paid(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    world = card_world.world
+    world = paying.world
     placed = place_by_card_in_pages(app, client, world)
     card_page_url, token, order, attempt = (
         placed.card_page_url,
@@ -251,7 +272,7 @@ def test_a_customer_pays_by_card_in_the_pages_and_the_webhook_marks_the_order_pa
     assert (attempt.state, attempt.attempt) == ("processing", 1)
 
     # The PaymentIntent: on the organization's account, for the server's amount, with the fee.
-    intent = stripe_gateway.retrieve_payment_intent(card_world.account, attempt.intent)
+    intent = paying.gateway.retrieve_payment_intent(paying.account, attempt.intent)
     assert intent.amount == order.total == 2 * 1500 + 150 + 299
     assert intent.currency == "cad"
     with database(app):
@@ -261,7 +282,7 @@ def test_a_customer_pays_by_card_in_the_pages_and_the_webhook_marks_the_order_pa
     assert intent.application_fee_amount == fee == (3449 * 290 + 5000) // 10000 + 30
     assert intent.metadata["comptoir_order_id"] == str(order.id)
     assert intent.payment_method_types == ("card",)
-    assert f"order-{order.id}-attempt-1" in stripe_fake.store_for(card_world.account).idempotency
+    assert f"order-{order.id}-attempt-1" in paying.fake.store_for(paying.account).idempotency
 
     page = client.get(card_page_url)
     assert page.status_code == 200
@@ -272,14 +293,14 @@ def test_a_customer_pays_by_card_in_the_pages_and_the_webhook_marks_the_order_pa
     hosted_url = hosted_form_of(text)
 
     # The customer pays on the fake's form while webhooks are held: the browser comes back first.
-    stripe_fake.webhooks.set_mode("hold")
+    paying.fake.webhooks.set_mode("hold")
     status, location, _body = pay_on_hosted_form(hosted_url, "4242 4242 4242 4242")
     assert status == 303
     assert "redirect_status=succeeded" in location
     back = client.get(path_of(location))
     assert back.status_code == 303
     assert path_of(back.headers["Location"]) == f"{world.shop_url}/orders/{token}"
-    jobs()
+    paying.jobs()
     assert order_state(app, order.id).state == "awaiting_payment"
     assert [row.state for row in card_rows(app, order.id)] == ["processing"]
     confirmation = client.get(f"{world.shop_url}/orders/{token}?lang=en").get_data(as_text=True)
@@ -289,9 +310,9 @@ def test_a_customer_pays_by_card_in_the_pages_and_the_webhook_marks_the_order_pa
     assert status_of(client, world, token)["phase"] == "confirming"
 
     # Stripe's webhook, then the job: paid, with its invoice.
-    stripe_fake.webhooks.set_mode("deliver")
-    assert stripe_fake.webhooks.flush() > 0
-    deliver_events(stripe_fake, jobs)
+    paying.fake.webhooks.set_mode("deliver")
+    assert paying.fake.webhooks.flush() > 0
+    paying.deliver_events()
     after = order_state(app, order.id)
     assert after.state == "paid"
     assert after.payments == [("card", "succeeded", order.total)]
@@ -305,15 +326,8 @@ def test_a_customer_pays_by_card_in_the_pages_and_the_webhook_marks_the_order_pa
     assert client.get(card_page_url).status_code == 303
 
 
-def test_a_forged_return_changes_nothing(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_webhooks: WebhookEndpoint,
-    stripe_fake: FakeStripe,
-    jobs: Any,
-) -> None:
-    world = card_world.world
+def test_a_forged_return_changes_nothing(app: Flask, client: FlaskClient, paying: Paying) -> None:
+    world = paying.world
     placed = place_by_card_in_pages(app, client, world)
     token, order, attempt = placed.token, placed.order, placed.attempt
     forged = client.get(
@@ -327,39 +341,33 @@ def test_a_forged_return_changes_nothing(
         )
     )
     assert forged.status_code == 303
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     assert order_state(app, order.id).state == "awaiting_payment"
     assert [row.state for row in card_rows(app, order.id)] == ["processing"]
 
 
 def test_the_api_checkout_answers_a_next_action_and_the_webhook_pays(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    world = card_world.world
+    world = paying.world
     response = checkout_by_card_through_api(app, client, world)
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
     assert body["state"] == "awaiting_payment"
     action = body["next_action"]
     assert action["type"] == "stripe_payment"
-    assert action["stripe_account"] == card_world.account
+    assert action["stripe_account"] == paying.account
     assert action["client_secret"].startswith(action["payment_intent"])
     assert action["amount"] == body["total"]
     assert action["simulated"] is True
-    assert action["hosted_url"].startswith(stripe_gateway.api_base + "/_fake/checkout/")
+    assert action["hosted_url"].startswith(paying.gateway.api_base + "/_fake/checkout/")
     assert body["payments"][0]["method"] == "card"
     assert body["payments"][0]["state"] == "processing"
 
-    stripe_gateway.confirm_payment_intent(
-        card_world.account, action["payment_intent"], payment_method="pm_card_visa"
+    paying.gateway.confirm_payment_intent(
+        paying.account, action["payment_intent"], payment_method="pm_card_visa"
     )
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     order = client.get(
         f"{world.api}/orders/{body['id']}", headers={"X-Order-Token": body["token"]}
     ).get_json()
@@ -369,15 +377,9 @@ def test_the_api_checkout_answers_a_next_action_and_the_webhook_pays(
 
 
 def test_a_declined_card_leaves_the_order_awaiting_payment_and_try_again_starts_attempt_2(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    world = card_world.world
+    world = paying.world
     placed = place_by_card_in_pages(app, client, world)
     token, order = placed.token, placed.order
     [first] = card_rows(app, order.id)
@@ -405,7 +407,7 @@ def test_a_declined_card_leaves_the_order_awaiting_payment_and_try_again_starts_
     assert status_now["payment"]["state"] == "failed"
 
     # The webhooks of the decline change nothing more.
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     assert [row.state for row in card_rows(app, order.id)] == ["failed"]
 
     retried = client.post(f"{world.shop_url}/orders/{token}/card/attempts")
@@ -414,16 +416,16 @@ def test_a_declined_card_leaves_the_order_awaiting_payment_and_try_again_starts_
     rows = card_rows(app, order.id)
     assert [(row.state, row.attempt) for row in rows] == [("failed", 1), ("processing", 2)]
     assert rows[1].intent != first.intent
-    assert f"order-{order.id}-attempt-2" in stripe_fake.store_for(card_world.account).idempotency
+    assert f"order-{order.id}-attempt-2" in paying.fake.store_for(paying.account).idempotency
     # The declined intent is closed at Stripe: the old form cannot take money any more.
-    old = stripe_gateway.retrieve_payment_intent(card_world.account, first.intent)
+    old = paying.gateway.retrieve_payment_intent(paying.account, first.intent)
     assert old.status == "canceled"
 
     page = client.get(f"{world.shop_url}/orders/{token}/card").get_data(as_text=True)
     status, location, _body = pay_on_hosted_form(hosted_form_of(page), "4242424242424242")
     assert status == 303
     client.get(path_of(location))
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     after = order_state(app, order.id)
     assert after.state == "paid"
     assert after.payments == [
@@ -433,14 +435,9 @@ def test_a_declined_card_leaves_the_order_awaiting_payment_and_try_again_starts_
 
 
 def test_3d_secure_asks_for_action_then_completes_and_the_order_is_paid(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    world = card_world.world
+    world = paying.world
     placed = place_by_card_in_pages(app, client, world)
     token, order = placed.token, placed.order
     page = client.get(f"{world.shop_url}/orders/{token}/card").get_data(as_text=True)
@@ -449,7 +446,7 @@ def test_3d_secure_asks_for_action_then_completes_and_the_order_is_paid(
     assert status == 303
     assert "/_fake/3ds/" in challenge
     # Still in the customer's hands: the card page offers the form again, nothing is paid.
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     assert order_state(app, order.id).state == "awaiting_payment"
     assert [row.state for row in card_rows(app, order.id)] == ["processing"]
     assert client.get(f"{world.shop_url}/orders/{token}/card").status_code == 200
@@ -458,32 +455,26 @@ def test_3d_secure_asks_for_action_then_completes_and_the_order_is_paid(
     assert status == 303
     assert "redirect_status=succeeded" in location
     client.get(path_of(location))
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     after = order_state(app, order.id)
     assert after.state == "paid"
     assert after.payments == [("card", "succeeded", order.total)]
 
 
 def test_a_failed_3d_secure_is_a_decline_with_a_message_in_both_languages(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    world = card_world.world
+    world = paying.world
     placed = place_by_card_in_pages(app, client, world)
     token, order, attempt = placed.token, placed.order, placed.attempt
-    intent = stripe_gateway.confirm_payment_intent(
-        card_world.account, attempt.intent, payment_method="pm_card_authenticationRequired"
+    intent = paying.gateway.confirm_payment_intent(
+        paying.account, attempt.intent, payment_method="pm_card_authenticationRequired"
     )
     assert intent.status == "requires_action"
     assert intent.next_action_url is not None
     fake_request(intent.next_action_url + "?action=deny")
     client.get(f"{world.shop_url}/orders/{token}/card/return")
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     assert [row.state for row in card_rows(app, order.id)] == ["failed"]
     english = client.get(f"{world.shop_url}/orders/{token}?lang=en").get_data(as_text=True)
     assert "Your bank could not authenticate the payment." in english
@@ -494,25 +485,19 @@ def test_a_failed_3d_secure_is_a_decline_with_a_message_in_both_languages(
 
 
 def test_an_amount_that_differs_at_stripe_is_flagged_and_the_order_is_not_paid(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    world = card_world.world
+    world = paying.world
     placed = place_by_card_in_pages(app, client, world)
     token, order, attempt = placed.token, placed.order, placed.attempt
-    with stripe_fake.lock:
-        found = stripe_fake.locate(attempt.intent)
+    with paying.fake.lock:
+        found = paying.fake.locate(attempt.intent)
         assert found is not None
         found[1]["amount"] = 100  # someone changed the intent at Stripe
-    stripe_gateway.confirm_payment_intent(
-        card_world.account, attempt.intent, payment_method="pm_card_visa"
+    paying.gateway.confirm_payment_intent(
+        paying.account, attempt.intent, payment_method="pm_card_visa"
     )
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     [flagged] = card_rows(app, order.id)
     assert flagged.state == "processing"
     assert "amount" in flagged.review
@@ -525,23 +510,17 @@ def test_an_amount_that_differs_at_stripe_is_flagged_and_the_order_is_not_paid(
 
 
 def test_an_intent_of_organization_a_never_pays_an_order_of_organization_b(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    club_a = card_world
+    club_a = paying
     world_b = build_order_world(app, slug="club-b")
-    account_b = connect(app, stripe_gateway, stripe_fake, world_b.organization_id)
+    account_b = connect(app, paying.gateway, paying.fake, world_b.organization_id)
     offer_card(app, world_b)
     placed_b = checkout_by_card_through_api(app, client, world_b).get_json()
     [payment_b] = card_rows(app, placed_b["id"])
 
     # On A's account, an intent whose metadata names B's order and payment, paid in full.
-    intent_a = stripe_gateway.create_payment_intent(
+    intent_a = paying.gateway.create_payment_intent(
         club_a.account,
         amount=placed_b["total"],
         currency="cad",
@@ -561,10 +540,10 @@ def test_an_intent_of_organization_a_never_pays_an_order_of_organization_b(
             .values(provider_reference=intent_a.id)
         )
         db.session.commit()
-    stripe_gateway.confirm_payment_intent(
+    paying.gateway.confirm_payment_intent(
         club_a.account, intent_a.id, payment_method="pm_card_visa"
     )
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
 
     after_b = order_state(app, placed_b["id"])
     assert after_b.state == "awaiting_payment"
@@ -577,29 +556,23 @@ def test_an_intent_of_organization_a_never_pays_an_order_of_organization_b(
         ).scalar_one()
     assert a_payments == 0
     # B's own intent is untouched on B's account.
-    assert stripe_gateway.retrieve_payment_intent(account_b, payment_b.intent).status == (
+    assert paying.gateway.retrieve_payment_intent(account_b, payment_b.intent).status == (
         "requires_payment_method"
     )
 
 
 def test_a_second_card_payment_on_a_paid_order_is_refused(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    world = card_world.world
+    world = paying.world
     placed = place_by_card_in_pages(app, client, world)
     token, order, attempt = placed.token, placed.order, placed.attempt
-    stripe_gateway.confirm_payment_intent(
-        card_world.account, attempt.intent, payment_method="pm_card_visa"
+    paying.gateway.confirm_payment_intent(
+        paying.account, attempt.intent, payment_method="pm_card_visa"
     )
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     assert order_state(app, order.id).state == "paid"
-    intents_before = intents_of(stripe_fake, card_world.account)
+    intents_before = intents_of(paying.fake, paying.account)
 
     api = client.post(
         f"{world.api}/orders/{order.id}/payments",
@@ -611,19 +584,13 @@ def test_a_second_card_payment_on_a_paid_order_is_refused(
     page = client.post(f"{world.shop_url}/orders/{token}/card/attempts")
     assert page.status_code == 303
     assert len(card_rows(app, order.id)) == 1
-    assert intents_of(stripe_fake, card_world.account) == intents_before
+    assert intents_of(paying.fake, paying.account) == intents_before
 
 
 def test_staff_start_a_card_attempt_through_the_api(
-    app: Flask,
-    client: FlaskClient,
-    card_world: CardWorld,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    stripe_webhooks: WebhookEndpoint,
-    jobs: Any,
+    app: Flask, client: FlaskClient, paying: Paying
 ) -> None:
-    world = card_world.world
+    world = paying.world
     order_id, _token = place(app, world)  # an offline order, awaiting payment
     url = f"{world.api}/orders/{order_id}/payments"
     customer = client.post(url, json={"method": "card"})
@@ -639,7 +606,7 @@ def test_staff_start_a_card_attempt_through_the_api(
     assert body["state"] == "processing"
     action = body["next_action"]
     assert action["type"] == "stripe_payment"
-    assert action["stripe_account"] == card_world.account
+    assert action["stripe_account"] == paying.account
     replay = client.post(
         url,
         json={"method": "card"},
@@ -647,10 +614,10 @@ def test_staff_start_a_card_attempt_through_the_api(
     )
     assert replay.get_json()["next_action"]["payment_intent"] == action["payment_intent"]
     assert len(card_rows(app, order_id)) == 1
-    stripe_gateway.confirm_payment_intent(
-        card_world.account, action["payment_intent"], payment_method="pm_card_mastercard"
+    paying.gateway.confirm_payment_intent(
+        paying.account, action["payment_intent"], payment_method="pm_card_mastercard"
     )
-    deliver_events(stripe_fake, jobs)
+    paying.deliver_events()
     assert order_state(app, order_id).state == "paid"
 
 
