@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
+
+from comptoir.billing.stripe_fake import FakeStripe
+from comptoir.billing.stripe_gateway import StripeClientGateway
+from tests.billing.order_world import OrderWorld, build_order_world
+from tests.billing.stripe_world import connect
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -58,3 +64,16 @@ def page(browser: Any, live_server: str) -> Iterator[Any]:
         yield opened
     finally:
         context.close()
+
+
+@pytest.fixture
+def stripe_world(
+    app: Flask,
+    stripe_gateway: StripeClientGateway,
+    stripe_fake: FakeStripe,
+    app_gateway: StripeClientGateway,
+) -> OrderWorld:
+    """A club whose Stripe account takes payments, the app talking to the Stripe fake."""
+    world = build_order_world(app)
+    connect(app, stripe_gateway, stripe_fake, world.organization_id)
+    return world

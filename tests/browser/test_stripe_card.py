@@ -15,25 +15,17 @@ from playwright.sync_api import expect
 from comptoir.billing.models import Order
 from comptoir.billing.stripe_fake import FakeStripe
 from comptoir.billing.stripe_fake.webhooks import WebhookEndpoint
-from comptoir.billing.stripe_gateway import StripeClientGateway
 from comptoir.platform.db import db
 from comptoir.storefront.models import Shop
-from tests.billing.order_world import OrderWorld, build_order_world, database, order_state
-from tests.billing.stripe_world import connect
+from tests.billing.order_world import OrderWorld, database, order_state
 from tests.browser.test_checkout import add_to_cart, continue_from_cart, fill_owner
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def world(
-    app: Flask,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    app_gateway: StripeClientGateway,
-) -> OrderWorld:
-    world = build_order_world(app)
-    connect(app, stripe_gateway, stripe_fake, world.organization_id)
+def world(app: Flask, stripe_world: OrderWorld) -> OrderWorld:
+    world = stripe_world
     with database(app):
         db.session.execute(
             sa.update(Shop)

@@ -12,25 +12,17 @@ from flask import Flask
 from playwright.sync_api import expect
 
 from comptoir.billing import stripe_terminal
-from comptoir.billing.stripe_fake import FakeStripe
 from comptoir.billing.stripe_gateway import StripeClientGateway
 from comptoir.platform.db import db
-from tests.billing.order_world import SET_UP, OrderWorld, build_order_world, order_state, scope
-from tests.billing.stripe_world import connect
+from tests.billing.order_world import SET_UP, OrderWorld, order_state, scope
 from tests.browser.test_checkout import add_to_cart, continue_from_cart, sign_in, the_order
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def world(
-    app: Flask,
-    stripe_gateway: StripeClientGateway,
-    stripe_fake: FakeStripe,
-    app_gateway: StripeClientGateway,
-) -> OrderWorld:
-    world = build_order_world(app)
-    connect(app, stripe_gateway, stripe_fake, world.organization_id)
+def world(app: Flask, stripe_world: OrderWorld, stripe_gateway: StripeClientGateway) -> OrderWorld:
+    world = stripe_world
     with scope(app, world.organization_id) as organization:
         stripe_terminal.register_reader(
             organization=organization,
