@@ -3,18 +3,42 @@ them, and card payments started through the real services."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 from comptoir.billing.models import Method, Order
 from comptoir.billing.stripe_fake import FakeStripe
+from comptoir.billing.stripe_fake.webhooks import sign
 from comptoir.billing.stripe_gateway import StripeClientGateway
 from comptoir.billing.stripe_models import StripeAccount
 from comptoir.billing.stripe_payments import start_intent
 from comptoir.platform.db import db
 from tests.billing.order_world import OWNER, scope
-from tests.billing.stripe_helpers import connected_account
+from tests.billing.stripe_helpers import WEBHOOK_SECRET, connected_account
+
+
+def deliver_events(fake: FakeStripe, jobs: Any) -> None:
+    """Wait until the fake has delivered the webhooks it owes, then run the jobs they queued."""
+    assert fake.webhooks.wait_idle(10)
+    jobs()
+
+
+def post_event(client: FlaskClient, event: dict[str, Any]) -> None:
+    """Send ``event`` to the webhook endpoint, signed as Stripe signs; it must be taken."""
+    body = json.dumps(event).encode()
+    answer = client.post(
+        "/webhooks/stripe",
+        data=body,
+        headers={
+            "Stripe-Signature": sign(body, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+    assert answer.status_code == 200, answer.get_data(as_text=True)
 
 
 def connect(

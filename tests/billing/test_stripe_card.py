@@ -38,7 +38,7 @@ from tests.billing.order_world import (
     place,
 )
 from tests.billing.stripe_helpers import SECRET_KEY, WEBHOOK_SECRET
-from tests.billing.stripe_world import connect
+from tests.billing.stripe_world import connect, deliver_events
 from tests.tenants.api_helpers import bearer
 
 OWNER_FORM = {
@@ -95,9 +95,7 @@ class Paying:
     jobs: Any
 
     def deliver_events(self) -> None:
-        """Wait for the webhooks Stripe owes, then run the jobs they queued."""
-        assert self.fake.webhooks.wait_idle(10)
-        self.jobs()
+        deliver_events(self.fake, self.jobs)
 
 
 @pytest.fixture
@@ -233,11 +231,6 @@ def pay_on_hosted_form(hosted_url: str, number: str) -> tuple[int, str, str]:
             "card_number": number,
         },
     )
-
-
-def deliver_events(stripe_fake: FakeStripe, jobs: Any) -> None:
-    assert stripe_fake.webhooks.wait_idle(10)
-    jobs()
 
 
 def intents_of(stripe_fake: FakeStripe, account: str) -> int:

@@ -4,7 +4,6 @@ Payment tab offering card only once Stripe can take payments."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -19,15 +18,15 @@ from comptoir.billing import payment_methods
 from comptoir.billing.payment_methods import Audience, PaymentMethod
 from comptoir.billing.stripe_fake import FakeServer, FakeStripe
 from comptoir.billing.stripe_fake.accounts import complete_onboarding, update_account_state
-from comptoir.billing.stripe_fake.webhooks import WebhookEndpoint, sign
+from comptoir.billing.stripe_fake.webhooks import WebhookEndpoint
 from comptoir.billing.stripe_gateway import StripeClientGateway
 from comptoir.billing.stripe_models import StripeAccount, StripeEvent, TerminalReader
 from comptoir.platform.audit import AuditLog
 from comptoir.platform.db import db
 from comptoir.storefront.models import Shop
 from tests.billing.order_world import ETRANSFER, OrderWorld, build_order_world, database, place
-from tests.billing.stripe_helpers import WEBHOOK_SECRET, raw_request
-from tests.billing.stripe_world import connect, start_card_payment
+from tests.billing.stripe_helpers import raw_request
+from tests.billing.stripe_world import connect, deliver_events, post_event, start_card_payment
 
 
 @pytest.fixture
@@ -57,6 +56,15 @@ def account_row(app: Flask, organization_id: int) -> StripeAccount | None:
         return row
 
 
+def connect_as_owner(app: Flask, client: FlaskClient, world: OrderWorld) -> StripeAccount:
+    """The owner presses Connect: the organization's account row, before any onboarding."""
+    sign_in(client, world, "owner")
+    client.post(stripe_page(world, "connect"))
+    row = account_row(app, world.organization_id)
+    assert row is not None
+    return row
+
+
 def audit_actions(app: Flask, organization_id: int) -> list[str]:
     with database(app):
         return list(
@@ -72,19 +80,6 @@ def audit_actions(app: Flask, organization_id: int) -> list[str]:
 def events(app: Flask) -> dict[str, str]:
     with database(app):
         return dict(db.session.execute(sa.select(StripeEvent.id, StripeEvent.state)).all())
-
-
-def post_event(client: FlaskClient, event: dict[str, Any]) -> None:
-    body = json.dumps(event).encode()
-    answer = client.post(
-        "/webhooks/stripe",
-        data=body,
-        headers={
-            "Stripe-Signature": sign(body, WEBHOOK_SECRET),
-            "Content-Type": "application/json",
-        },
-    )
-    assert answer.status_code == 200, answer.get_data(as_text=True)
 
 
 def account_updates(fake: FakeStripe, account_id: str) -> list[dict[str, Any]]:
@@ -153,8 +148,7 @@ def test_connect_onboard_on_stripe_and_the_webhook_enables_charges(
     assert urlsplit(return_url).path == stripe_page(world, "return")
 
     # account.updated reached POST /webhooks/stripe over HTTP; the job applies it.
-    assert stripe_fake.webhooks.wait_idle(10)
-    jobs()
+    deliver_events(stripe_fake, jobs)
     row = account_row(app, world.organization_id)
     assert row is not None
     assert (row.details_submitted, row.charges_enabled, row.payouts_enabled) == (True, True, True)
@@ -178,10 +172,7 @@ def test_the_return_from_onboarding_reads_the_account_without_waiting_for_the_we
     stripe_fake: FakeStripe,
     app_gateway: StripeClientGateway,
 ) -> None:
-    sign_in(client, world, "owner")
-    client.post(stripe_page(world, "connect"))
-    row = account_row(app, world.organization_id)
-    assert row is not None
+    row = connect_as_owner(app, client, world)
     # No webhook endpoint: only the return URL (and the Refresh button) can tell us.
     complete_onboarding(stripe_fake, row.account_id)
     back = client.get(stripe_page(world, "return"), follow_redirects=True)
@@ -227,13 +218,9 @@ def test_an_older_account_updated_after_a_newer_one_changes_nothing(
     stripe_webhooks: WebhookEndpoint,
     jobs: Any,
 ) -> None:
-    sign_in(client, world, "owner")
-    client.post(stripe_page(world, "connect"))
-    row = account_row(app, world.organization_id)
-    assert row is not None
+    row = connect_as_owner(app, client, world)
     complete_onboarding(stripe_fake, row.account_id)
-    assert stripe_fake.webhooks.wait_idle(10)
-    jobs()
+    deliver_events(stripe_fake, jobs)
     newest = account_row(app, world.organization_id)
     assert newest is not None
     assert newest.charges_enabled
@@ -255,8 +242,7 @@ def test_an_older_account_updated_after_a_newer_one_changes_nothing(
 
     # The held event (not older than what we hold), delivered three times, shuffled, is applied.
     stripe_fake.webhooks.flush(shuffle=True, copies=3, seed=7)
-    assert stripe_fake.webhooks.wait_idle(10)
-    jobs()
+    deliver_events(stripe_fake, jobs)
     latest = account_row(app, world.organization_id)
     assert latest is not None
     assert not latest.charges_enabled

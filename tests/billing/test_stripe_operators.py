@@ -4,7 +4,6 @@ organization. Operators only."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from flask.testing import FlaskClient
 from comptoir.billing.models import Payment
 from comptoir.billing.stripe_fake import FakeStripe
 from comptoir.billing.stripe_fake.accounts import restore_account
-from comptoir.billing.stripe_fake.webhooks import WebhookEndpoint, sign
+from comptoir.billing.stripe_fake.webhooks import WebhookEndpoint
 from comptoir.billing.stripe_gateway import StripeClientGateway
 from comptoir.billing.stripe_models import StripeAccount, StripeEvent
 from comptoir.platform.audit import AuditLog
@@ -24,8 +23,7 @@ from comptoir.platform.db import db, utcnow
 from comptoir.platform.outbox import OutboxMessage
 from comptoir.tenants.models import Organization
 from tests.billing.order_world import OrderWorld, build_order_world, database, place
-from tests.billing.stripe_helpers import WEBHOOK_SECRET
-from tests.billing.stripe_world import connect, start_card_payment
+from tests.billing.stripe_world import connect, deliver_events, post_event, start_card_payment
 from tests.factories import UserFactory
 
 INDEX = "/operators/billing/"
@@ -100,8 +98,7 @@ def test_each_organization_shows_its_connect_state_webhooks_failures_and_stuck_p
     account_id = connect(app, stripe_gateway, stripe_fake, world.organization_id)
     order_id, _token = place(app, world)
     started = start_card_payment(app, stripe_gateway, world.organization_id, order_id)
-    assert stripe_fake.webhooks.wait_idle(10)
-    jobs()
+    deliver_events(stripe_fake, jobs)
     # The intent's events reached us; the card was never presented: the payment waits.
     with database(app):
         payment = db.session.get(Payment, started.payment_id)
@@ -161,16 +158,7 @@ def update_failure(app: Flask, client: FlaskClient, account_id: str, jobs: Any) 
         "request": {"id": None, "idempotency_key": None},
         "data": {"object": {"id": account_id, "object": "account"}},
     }
-    body = json.dumps(event).encode()
-    answer = client.post(
-        "/webhooks/stripe",
-        data=body,
-        headers={
-            "Stripe-Signature": sign(body, WEBHOOK_SECRET),
-            "Content-Type": "application/json",
-        },
-    )
-    assert answer.status_code == 200
+    post_event(client, event)
     jobs()
     with database(app):
         stored = db.session.get(StripeEvent, "evt_fails_1")

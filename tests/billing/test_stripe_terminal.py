@@ -37,7 +37,7 @@ from tests.billing.order_world import (
     order_state,
     place,
 )
-from tests.billing.stripe_world import connect
+from tests.billing.stripe_world import connect, deliver_events
 from tests.tenants.api_helpers import bearer, sign_in_session
 
 
@@ -415,8 +415,7 @@ def test_a_visa_card_on_the_reader_at_checkout_pays_the_order_from_the_webhook(
         data={"card": "visa", "next": location.split("next=")[1]},
     )
     assert presented.status_code == 303
-    assert stripe_fake.webhooks.wait_idle(10)
-    jobs()
+    deliver_events(stripe_fake, jobs)
     after = order_state(app, order_id)
     assert after.state == "paid"
     assert after.payments == [("terminal", "succeeded", after.total)]
@@ -454,8 +453,7 @@ def test_interac_debit_on_the_reader_from_the_order_page_is_captured_at_once(
     assert started.headers["Location"].endswith(f"/orders/{order_id}/reader")
     [payment] = payments_of(app, order_id)
     terminal.client.post(terminal.reader_page(order_id) + "/simulate", data={"card": "interac"})
-    assert stripe_fake.webhooks.wait_idle(10)
-    jobs()
+    deliver_events(stripe_fake, jobs)
     assert order_state(app, order_id).state == "paid"
     intent = stripe_gateway.retrieve_payment_intent(terminal.account, payment.provider_reference)
     assert intent.status == "succeeded"
@@ -479,8 +477,7 @@ def test_a_declined_card_leaves_the_order_awaiting_payment_and_the_reader_free(
     order_id = staff_order(app, terminal.world)
     start_on_reader(terminal, order_id, reader["id"])
     terminal.client.post(terminal.reader_page(order_id) + "/simulate", data={"card": "declined"})
-    assert stripe_fake.webhooks.wait_idle(10)
-    jobs()
+    deliver_events(stripe_fake, jobs)
     state = order_state(app, order_id)
     assert state.state == "awaiting_payment"
     assert state.payments == [("terminal", "failed", state.total)]
