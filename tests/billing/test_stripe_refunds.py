@@ -5,6 +5,7 @@ note, the order's move and the e-mail once the money is back."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -387,6 +388,42 @@ def _refund_form(method: str, amount: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class RefundOnReader:
+    world: OrderWorld
+    order_id: int
+    order_page: str
+    reader_page: str
+    reader_row_id: int
+
+
+def _interac_refund_asked_from_the_order_page(
+    app: Flask,
+    client: FlaskClient,
+    stripe_gateway: StripeClientGateway,
+    stripe_fake: FakeStripe,
+) -> RefundOnReader:
+    """An order paid by Interac on a reader; the owner asks for its full refund on the order
+    page and is sent to the refund's reader page."""
+    world = build_order_world(app)
+    account = connect(app, stripe_gateway, stripe_fake, world.organization_id)
+    reader_id = add_reader(app, stripe_gateway, world.organization_id, account)
+    order_id, _started = pay_on_reader(app, stripe_gateway, world, account, reader_id)
+    settle(app, stripe_fake)
+    _sign_in(client, world)
+    order_page = f"/o/{world.org_slug}/admin/orders/{order_id}"
+    assert "refunded with the card present" in client.get(order_page).get_data(as_text=True)
+    asked = client.post(f"{order_page}/refunds", data=_refund_form("terminal", "114.98"))
+    assert asked.status_code == 303
+    reader_page = asked.headers["Location"]
+    assert "/reader" in reader_page
+    with scope(app, world.organization_id):
+        row_id = db.session.execute(
+            sa.select(TerminalReader.id).where(TerminalReader.reader_id == reader_id)
+        ).scalar_one()
+    return RefundOnReader(world, order_id, order_page, reader_page, row_id)
+
+
 def test_staff_refund_a_card_payment_from_the_order_page(
     app: Flask,
     client: FlaskClient,
@@ -426,26 +463,16 @@ def test_staff_refund_an_interac_debit_on_a_reader_from_the_pages(
     stripe_fake: FakeStripe,
     stripe_webhooks: WebhookEndpoint,
 ) -> None:
-    world = build_order_world(app)
-    account = connect(app, stripe_gateway, stripe_fake, world.organization_id)
-    reader_id = add_reader(app, stripe_gateway, world.organization_id, account)
-    order_id, _started = pay_on_reader(app, stripe_gateway, world, account, reader_id)
-    settle(app, stripe_fake)
-    _sign_in(client, world)
-    page_url = f"/o/{world.org_slug}/admin/orders/{order_id}"
-    assert "refunded with the card present" in client.get(page_url).get_data(as_text=True)
-
-    asked = client.post(f"{page_url}/refunds", data=_refund_form("terminal", "114.98"))
-    assert asked.status_code == 303
-    reader_page = asked.headers["Location"]
-    assert "/reader" in reader_page
+    on_reader = _interac_refund_asked_from_the_order_page(app, client, stripe_gateway, stripe_fake)
+    order_id, reader_page, row_id = (
+        on_reader.order_id,
+        on_reader.reader_page,
+        on_reader.reader_row_id,
+    )
+    world = on_reader.world
     page = client.get(reader_page).get_data(as_text=True)
     assert "it is refunded with the card present" in page
     assert "Choose a reader, then ask the customer to present the card they paid with." in page
-    with scope(app, world.organization_id):
-        row_id = db.session.execute(
-            sa.select(TerminalReader.id).where(TerminalReader.reader_id == reader_id)
-        ).scalar_one()
 
     unknown = client.post(reader_page, data={"reader_id": "999999"})
     assert unknown.status_code == 422
@@ -485,19 +512,13 @@ def test_staff_stop_waiting_for_the_card_then_abandon_the_refund_from_the_reader
     stripe_fake: FakeStripe,
     stripe_webhooks: WebhookEndpoint,
 ) -> None:
-    world = build_order_world(app)
-    account = connect(app, stripe_gateway, stripe_fake, world.organization_id)
-    reader_id = add_reader(app, stripe_gateway, world.organization_id, account)
-    order_id, _started = pay_on_reader(app, stripe_gateway, world, account, reader_id)
-    settle(app, stripe_fake)
-    _sign_in(client, world)
-    page_url = f"/o/{world.org_slug}/admin/orders/{order_id}"
-    reader_page = client.post(f"{page_url}/refunds", data=_refund_form("terminal", "114.98"))
-    reader_page_url = reader_page.headers["Location"]
-    with scope(app, world.organization_id):
-        row_id = db.session.execute(
-            sa.select(TerminalReader.id).where(TerminalReader.reader_id == reader_id)
-        ).scalar_one()
+    on_reader = _interac_refund_asked_from_the_order_page(app, client, stripe_gateway, stripe_fake)
+    order_id, page_url, reader_page_url, row_id = (
+        on_reader.order_id,
+        on_reader.order_page,
+        on_reader.reader_page,
+        on_reader.reader_row_id,
+    )
 
     client.post(reader_page_url, data={"reader_id": str(row_id)})
     cancelled = client.post(f"{reader_page_url}/cancel")
