@@ -140,7 +140,6 @@ def _register_blueprints(app: Flask) -> None:  # noqa: PLR0915 - one line per bl
     from comptoir.billing import invoice_preview
     from comptoir.billing.views import admin as billing_admin
     from comptoir.billing.views import api as billing_api
-    from comptoir.billing.views import card as billing_card
     from comptoir.billing.views import operators as billing_operators
     from comptoir.billing.views import shop as billing_shop
     from comptoir.billing.views import stripe_admin as billing_stripe_admin
@@ -152,6 +151,7 @@ def _register_blueprints(app: Flask) -> None:  # noqa: PLR0915 - one line per bl
     from comptoir.platform.views import dev_mail, health
     from comptoir.storefront.views import admin as storefront_admin
     from comptoir.storefront.views import api as storefront_api
+    from comptoir.storefront.views import card as storefront_card
     from comptoir.storefront.views import cart as storefront_cart
     from comptoir.storefront.views import cart_api as storefront_cart_api
     from comptoir.storefront.views import checkout as storefront_checkout
@@ -180,7 +180,7 @@ def _register_blueprints(app: Flask) -> None:  # noqa: PLR0915 - one line per bl
     app.register_blueprint(billing_terminal.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_stripe_refunds.blueprint, url_prefix="/o/<org_slug>/admin")
     app.register_blueprint(billing_shop.blueprint, url_prefix="/o/<org_slug>")
-    app.register_blueprint(billing_card.blueprint, url_prefix="/o/<org_slug>")
+    app.register_blueprint(storefront_card.blueprint, url_prefix="/o/<org_slug>")
     app.register_blueprint(billing_webhooks.blueprint)
     api.register_blueprint(tenants_api.blueprint)
     api.register_blueprint(tenants_api.settings_blueprint)

@@ -439,7 +439,7 @@ def _place(view: ShopView, cart: Cart, draft: checkout_services.CheckoutDraft, n
     destination = _order_url(view, placed.token)
     if placed.next_action is not None and placed.next_action.get("type") == "stripe_payment":
         # Paid on the card page; the order's own page leads there again if the browser returns.
-        destination = url_for("billing_card.pay", shop_slug=view.shop.slug, token=placed.token)
+        destination = url_for("storefront_card.pay", shop_slug=view.shop.slug, token=placed.token)
     # Taken on a reader: its page follows the payment, then comes back here.
     destination = terminal_views.after_checkout(placed.next_action, destination) or destination
     return redirect(destination, code=303)

@@ -52,7 +52,7 @@ from comptoir.tenants.permissions import Permission, role_can
 
 logger = logging.getLogger(__name__)
 
-blueprint = Blueprint("billing_card", __name__, template_folder="../templates")
+blueprint = Blueprint("storefront_card", __name__, template_folder="../templates")
 install_organization_url_handling(blueprint)
 
 # Each attempt creates a PaymentIntent at Stripe: a person retries a few times, a script more.
@@ -120,7 +120,7 @@ def _page(
         hosted_url = gateway.hosted_test_payment_url(intent, return_url=return_url)
     return (
         render_template(
-            "billing/card/pay.html",
+            "storefront/card/pay.html",
             view=view,
             shop=view.shop,
             order=order,
