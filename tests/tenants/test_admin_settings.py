@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import schemathesis
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 
 from comptoir.platform.audit import AuditLog
 from comptoir.platform.db import db
@@ -214,3 +217,21 @@ def test_bad_settings_are_refused_and_change_nothing(
     assert field in error["fields"]
     assert not switch_is_on(app, alpha)
     assert settings_audits(app, alpha) == []
+
+
+@pytest.mark.parametrize("mode", list(GenerationMode))
+@pytest.mark.parametrize("method", ["get", "patch"])
+def test_the_settings_api_conforms_to_its_document(
+    app: Flask, alpha: int, method: str, mode: GenerationMode
+) -> None:
+    owner = keys(app)["owner"]
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    operation = schema["/api/v1/o/{org}/settings"][method.upper()]
+    strategy = operation.as_strategy(generation_mode=mode, path_parameters={"org": "alpha"})
+
+    @given(case=strategy)
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case: Any) -> None:
+        case.call_and_validate(headers=owner)
+
+    check()
