@@ -277,7 +277,7 @@ def test_a_customer_pays_by_card_in_the_pages_and_the_webhook_marks_the_order_pa
     assert intent.payment_method_types == ("card",)
     assert f"order-{order.id}-attempt-1" in paying.fake.store_for(paying.account).idempotency
 
-    page = client.get(card_page_url)
+    page = client.get(card_page_url + "?lang=en")
     assert page.status_code == 200
     assert page.headers["Cache-Control"] == "private, no-store"
     text = page.get_data(as_text=True)
@@ -631,13 +631,13 @@ def test_card_is_refused_when_the_shop_does_not_offer_it_or_charges_are_not_enab
     offer_card(app, world)
     not_enabled = checkout_by_card_through_api(app, client, world, "cap")
     assert not_enabled.status_code == 422, not_enabled.get_json()
-    assert (
-        "Stripe is not connected" in not_enabled.get_json()["error"]["fields"]["payment_method"][0]
-    )
+    # The club speaks French.
+    not_connected = "Stripe n'est pas encore connecté"
+    assert not_connected in not_enabled.get_json()["error"]["fields"]["payment_method"][0]
     # The page says so beside the method, and nothing is placed.
     refused_page = checkout_by_card_in_pages(app, client, world)
     assert refused_page.status_code == 422
-    assert "Stripe is not connected" in refused_page.get_data(as_text=True)
+    assert not_connected in html.unescape(refused_page.get_data(as_text=True))
     with database(app):
         assert db.session.execute(sa.select(sa.func.count()).select_from(Order)).scalar_one() == 0
     assert stripe_fake.objects_of(stripe_fake.store_for(account), "payment_intent") == []

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import Flask, session
 from flask.testing import FlaskClient
 from flask_wtf.csrf import generate_csrf
+from hypothesis import reject
 
 from comptoir.platform.audit import AuditLog
 from comptoir.platform.db import db
@@ -33,6 +34,14 @@ def database(app: Flask) -> Iterator[None]:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def assume_sent_as_generated(case: Any) -> None:
+    """Skip a fuzzed case whose query holds an empty list or object: it is serialised to
+    nothing, so an "unknown parameter" the case counts on to be refused is never sent and the
+    request the server sees is valid."""
+    if any(value in ([], {}) for value in (case.query or {}).values()):
+        reject()
 
 
 def sign_in_session(client: FlaskClient, user_id: str) -> None:
