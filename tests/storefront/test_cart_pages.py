@@ -107,6 +107,23 @@ def test_the_article_page_adds_to_the_cart_and_the_cart_shows_totals_and_time(
     assert held(app, world.articles["cap"]) == 2
 
 
+def test_the_shop_and_article_pages_lead_back_to_the_visitors_own_cart(
+    app: Flask, client: FlaskClient, world: CartWorld
+) -> None:
+    cart_link = f'href="{world.shop_url}/cart"'
+    shop_page = client.get(f"{world.shop_url}/").get_data(as_text=True)
+    article_page = client.get(f"{world.shop_url}/articles/{world.articles['cap']}")
+    assert cart_link in shop_page
+    assert cart_link in article_page.get_data(as_text=True)
+
+    add(client, world, "cap", 2)
+    # Another visitor, served the same cached shop page, reaches their own (empty) cart.
+    stranger = english(app.test_client())
+    assert cart_link in stranger.get(f"{world.shop_url}/").get_data(as_text=True)
+    assert "Cap" not in stranger.get(f"{world.shop_url}/cart").get_data(as_text=True)
+    assert "Cap" in client.get(f"{world.shop_url}/cart").get_data(as_text=True)
+
+
 def test_quantities_are_edited_with_plain_forms_and_bad_input_is_explained(
     app: Flask, client: FlaskClient, world: CartWorld
 ) -> None:
