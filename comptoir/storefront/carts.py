@@ -14,7 +14,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -401,10 +401,18 @@ def set_expiry(
     if expires_at.tzinfo is None:
         message = _("Give the time with its time zone.")
         raise ValidationError(message, fields={"expires_at": [message]})
+    try:
+        expires_at = expires_at.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01 at UTC+1 is before the first representable instant.
+        message = _("This date is out of range.")
+        raise ValidationError(message, fields={"expires_at": [message]}) from None
     now = utcnow()
     if expires_at > now + MAX_STAFF_EXPIRY:
         message = _("Choose a time within a year.")
         raise ValidationError(message, fields={"expires_at": [message]})
+    # A past time ends the cart now: that is what it means, and what is kept and audited.
+    expires_at = max(expires_at, now)
     cart = lock_cart(cart)
     if cart.status is CartStatus.CHECKED_OUT:
         raise ConflictError(_("This cart was already checked out."))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -198,6 +198,27 @@ def test_a_customer_sending_a_price_gets_403_and_nothing_changes(
     )
     assert expiry.status_code == 403
     assert "expires_at" in expiry.get_json()["error"]["fields"]
+
+
+def test_staff_expiry_out_of_range_is_refused_and_a_past_time_ends_the_cart_now(
+    app: Flask, client: FlaskClient, world: CartWorld
+) -> None:
+    cart = open_cart(client, world)
+    add_line(client, world, cart, {"article_id": world.articles["cap"], "quantity": 1})
+    url = f"{world.api}/carts/{cart[0]}"
+    owner = bearer(world, "owner")
+
+    # The first instant Python knows, an hour ahead of UTC: before any UTC time there is.
+    ancient = client.patch(url, json={"expires_at": "0001-01-01T00:00:00+01:00"}, headers=owner)
+    assert ancient.status_code == 422, ancient.get_json()
+    assert "expires_at" in ancient.get_json()["error"]["fields"]
+    assert held(app, world.articles["cap"]) == 1
+
+    before = utcnow()
+    ended = client.patch(url, json={"expires_at": "2001-01-01T00:00:00+00:00"}, headers=owner)
+    assert ended.status_code == 200, ended.get_json()
+    assert datetime.fromisoformat(ended.get_json()["expires_at"]) >= before - timedelta(seconds=1)
+    assert held(app, world.articles["cap"]) == 0
 
 
 def test_staff_change_a_price_with_a_reason_audited_with_the_original_kept(
