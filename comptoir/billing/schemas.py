@@ -14,6 +14,7 @@ from comptoir.billing.models import Method, MoneyState, OrderState
 from comptoir.tenants.api_support import (
     ApiSchema,
     EmailAddress,
+    Instant,
     PaginationQuerySchema,
     Text,
 )
@@ -210,7 +211,7 @@ class PaymentCreateSchema(ApiSchema):
     )
     reference = Text(load_default="", validate=ma.validate.Length(max=200))
     cash_tendered = _amount(allow_none=True, load_default=None)
-    received_at = ma.fields.AwareDateTime(allow_none=True, load_default=None)
+    received_at = Instant(allow_none=True, load_default=None)
     reader_id = Text(allow_none=True, load_default=None, validate=ma.validate.Length(max=100))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from comptoir.storefront.carts import MAX_QUANTITY, MAX_REASON_LENGTH, MAX_UNIT_PRICE
-from comptoir.tenants.api_support import BIGINT_MAX, ApiSchema, Text
+from comptoir.tenants.api_support import BIGINT_MAX, ApiSchema, Instant, Text
 
 _ID = ma.validate.Range(min=1, max=BIGINT_MAX)
 
@@ -63,7 +63,7 @@ class CartSchema(ApiSchema):
         validate=ma.validate.OneOf(["active", "expired", "checked_out"]),
         metadata={"description": "`expired` as soon as `expires_at` has passed."},
     )
-    expires_at = ma.fields.AwareDateTime(required=True)
+    expires_at = Instant(required=True)
     renewals_left = ma.fields.Integer(required=True)
     can_renew = ma.fields.Boolean(
         required=True,
@@ -88,7 +88,7 @@ class CreatedCartSchema(CartSchema):
 class CartUpdateSchema(ApiSchema):
     """Staff only: move the expiry to any time (a past time ends the cart now)."""
 
-    expires_at = ma.fields.AwareDateTime(required=True)
+    expires_at = Instant(required=True)
 
 
 class CartLineCreateSchema(ApiSchema):

@@ -21,6 +21,7 @@ import functools
 import math
 import re
 from collections.abc import Callable
+from datetime import UTC
 from functools import wraps
 from typing import Any, NoReturn, TypedDict, TypeVar
 
@@ -447,6 +448,22 @@ class EmailAddress(ma.fields.String):
             validate=[ma.validate.Length(max=254), _EmailValidator(), *validators],
             **kwargs,
         )
+
+
+class Instant(ma.fields.AwareDateTime):
+    """A moment with its offset, loaded as UTC.
+
+    Every instant the API receives is stored in UTC; converting here means one near the ends of
+    the calendar (year 1 at +01:00 is before any UTC time) is a field error, not a crash deep in
+    a service or the database driver.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ma.ValidationError(_("This date is out of range.")) from None
 
 
 def patch_schema(schema: type[ma.Schema], name: str) -> type[ma.Schema]:

@@ -144,6 +144,8 @@ def test_bad_payments_are_refused_and_change_nothing(
         ({"method": "card", "amount": 1000}, 422),
         ({"method": "other", "amount": 1000}, 422),
         ({"method": "cash", "amount": "10"}, 422),
+        # Before any UTC time there is: refused as a date, not a crash when converted.
+        ({"method": "cash", "amount": 1000, "received_at": "0001-01-01T00:00:00+01:00"}, 422),
     ):
         response = client.post(url, json=body, headers=headers)
         assert response.status_code == status, (body, response.get_json())
