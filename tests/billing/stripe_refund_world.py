@@ -4,21 +4,17 @@ refunds asked through the billing services, and plain snapshots of what they lea
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
 
-from comptoir.billing import payment_methods, refunds
+from comptoir.billing import refunds
 from comptoir.billing.models import CreditNote, Method, Order, Payment, Refund
-from comptoir.billing.payment_methods import Audience, PaymentMethod
 from comptoir.billing.stripe_fake import FakeStripe
 from comptoir.billing.stripe_gateway import StripeClientGateway
 from comptoir.billing.stripe_models import StripeEvent, TerminalReader
-from comptoir.billing.stripe_refunds import refund_through_stripe
 from comptoir.platform import outbox
 from comptoir.platform.db import db
 from comptoir.platform.outbox import OutboxMessage, OutboxStatus
@@ -28,41 +24,6 @@ from tests.billing.stripe_helpers import simulated_reader
 from tests.billing.stripe_world import StartedCard, start_card_payment
 
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def stripe_refund_methods() -> Iterator[None]:
-    """``card`` and ``terminal`` as the registry has them, refunded through Stripe.
-
-    Where the card or terminal module has not registered its method (or not its refunds yet), a
-    staff-only entry with the real refund handler stands in for the block.
-    """
-    replaced: dict[str, PaymentMethod | None] = {}
-    for name, label in (("card", "Card"), ("terminal", "Card on a reader")):
-        existing = payment_methods.get(name)
-        if existing is not None and existing.at_refund is not None:
-            continue
-        replaced[name] = existing
-        payment_methods.unregister(name)
-        payment_methods.register(
-            replace(existing, at_refund=refund_through_stripe)
-            if existing is not None
-            else PaymentMethod(
-                name=name,
-                label=label,
-                audiences=frozenset({Audience.STAFF}),
-                immediate=False,
-                recordable=False,
-                at_refund=refund_through_stripe,
-            )
-        )
-    try:
-        yield
-    finally:
-        for name, previous in replaced.items():
-            payment_methods.unregister(name)
-            if previous is not None:
-                payment_methods.register(previous)
 
 
 def run_outbox(app: Flask) -> int:

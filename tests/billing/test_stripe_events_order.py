@@ -13,10 +13,9 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 
@@ -45,15 +44,8 @@ from tests.billing.stripe_refund_world import (
     pay_by_card,
     refund,
     settle,
-    stripe_refund_methods,
 )
 from tests.billing.stripe_world import connect
-
-
-@pytest.fixture(autouse=True)
-def _stripe_methods() -> Iterator[None]:
-    with stripe_refund_methods():
-        yield
 
 
 def _story(

@@ -3,11 +3,9 @@ failed or never processed, one organization's trouble kept from the others."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 
@@ -26,17 +24,10 @@ from tests.billing.stripe_refund_world import (
     refund,
     run_outbox,
     settle,
-    stripe_refund_methods,
 )
 from tests.billing.stripe_world import connect
 
 TOTAL = 11498
-
-
-@pytest.fixture(autouse=True)
-def _stripe_methods() -> Iterator[None]:
-    with stripe_refund_methods():
-        yield
 
 
 def _reconcile(app: Flask, gateway: StripeClientGateway, **options: Any) -> ReconciliationReport:

@@ -4,7 +4,6 @@ note, the order's move and the e-mail once the money is back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,17 +38,10 @@ from tests.billing.stripe_refund_world import (
     run_outbox,
     set_fees,
     settle,
-    stripe_refund_methods,
 )
 from tests.billing.stripe_world import connect, start_card_payment
 
 TOTAL = 11498  # swimming lessons, $100 with GST and QST
-
-
-@pytest.fixture(autouse=True)
-def _stripe_methods() -> Iterator[None]:
-    with stripe_refund_methods():
-        yield
 
 
 def _refund_mails(app: Flask, organization_id: int) -> list[str]:
@@ -251,6 +243,23 @@ def test_cancelling_a_card_order_refunds_it_and_mails_once_the_money_is_back(
     assert "114,98" in cancellation[0]["text"]
 
 
+def _start_on_reader(
+    app: Flask,
+    gateway: StripeClientGateway,
+    organization_id: int,
+    refund_id: int,
+    reader_id: str,
+) -> None:
+    """Staff send a card-present refund to a reader."""
+    with scope(app, organization_id) as organization:
+        row = db.session.get(Refund, refund_id)
+        assert row is not None
+        stripe_refunds.start_reader_refund(
+            organization=organization, actor=OWNER, refund=row, reader_id=reader_id, gateway=gateway
+        )
+        db.session.commit()
+
+
 def test_an_interac_debit_is_refunded_with_the_card_on_a_reader(
     app: Flask,
     stripe_gateway: StripeClientGateway,
@@ -280,17 +289,7 @@ def test_an_interac_debit_is_refunded_with_the_card_on_a_reader(
             return found
 
     def start() -> None:
-        with scope(app, world.organization_id) as organization:
-            row = db.session.get(Refund, refund_id)
-            assert row is not None
-            stripe_refunds.start_reader_refund(
-                organization=organization,
-                actor=OWNER,
-                refund=row,
-                reader_id=reader_id,
-                gateway=stripe_gateway,
-            )
-            db.session.commit()
+        _start_on_reader(app, stripe_gateway, world.organization_id, refund_id, reader_id)
 
     def reader_busy_with() -> int | None:
         with scope(app, world.organization_id):
@@ -339,17 +338,7 @@ def test_an_interac_refund_waiting_for_a_card_can_be_abandoned(
     settle(app, stripe_fake)
     refund_id = refund(app, world.organization_id, order_id, amount=5000, method="terminal")
 
-    with scope(app, world.organization_id) as organization:
-        row = db.session.get(Refund, refund_id)
-        assert row is not None
-        stripe_refunds.start_reader_refund(
-            organization=organization,
-            actor=OWNER,
-            refund=row,
-            reader_id=reader_id,
-            gateway=stripe_gateway,
-        )
-        db.session.commit()
+    _start_on_reader(app, stripe_gateway, world.organization_id, refund_id, reader_id)
     with scope(app, world.organization_id) as organization:
         row = db.session.get(Refund, refund_id)
         assert row is not None
